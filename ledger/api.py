@@ -1,0 +1,142 @@
+"""The Python API pipelines call directly; the CLI is a thin layer over it.
+
+    from ledger import Ledger, load_signing_key, load_public_key
+    lg = Ledger.open("file:///var/lib/ledger")       # or "s3://bucket/prefix", or None for $LEDGER_STORE / ./.ledger
+    lg.init()
+    lg.add("nightly-42", ["out/"])
+    lg.record("nightly-42", "summary", {"ingested": 1000, "quarantined": 0})
+    lg.seal("nightly-42", load_signing_key("sealer.key"))
+    result = lg.verify("nightly-42", [load_public_key("sealer.key.pub")])
+    assert result.ok, result.first_failure
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .chain import ChainEntry, find_commit, iter_chain
+from .closure import SealResult, require_store, seal
+from .errors import CheckFailed, NotFound
+from .evidence import AddResult, add_paths, record, staged_items
+from .keys import PublicKey, SigningKey
+from .layout import CONFIG, marker_key, sealing_key
+from .names import check_name, check_run_id
+from .objects import ItemEntry, StoreConfig
+from .packs import ContentIndex
+from .storage import Store, open_store
+from .verify import SealedRun, VerifyResult, open_sealed, verify
+
+
+@dataclass(frozen=True)
+class RunItems:
+    run: str
+    sealed: bool
+    items: list[ItemEntry]
+
+
+class Ledger:
+    """One store, and everything that can be done with it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @classmethod
+    def open(cls, url: str | None = None) -> "Ledger":
+        return cls(open_store(url))
+
+    def init(self) -> bool:
+        """Create the store; True when it was created now, False when it already existed (idempotent)."""
+        self.store.create()
+        created = self.store.put_if_absent(CONFIG, StoreConfig(time.time_ns() // 1_000_000).encode())
+        StoreConfig.from_bytes(self.store.get(CONFIG))
+        return created
+
+    def add(self, run: str, paths: list[str], kind: str = "file", as_name: str | None = None,
+            progress: Callable[[int, int], None] | None = None) -> AddResult:
+        return add_paths(self.store, run, paths, kind, as_name, progress)
+
+    def record(self, run: str, kind: str, value: object, name: str | None = None) -> AddResult:
+        text = value if isinstance(value, (str, bytes)) else json.dumps(value)
+        return record(self.store, run, kind, text, name)
+
+    def seal(self, run: str, key: SigningKey, progress: Callable[[str], None] | None = None) -> SealResult:
+        check_run_id(run)
+        return seal(self.store, run, key, progress=progress)
+
+    def verify(self, run: str, trusted: list[PublicKey],
+               progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+        check_run_id(run)
+        return verify(self.store, run, trusted, progress)
+
+    def is_sealed(self, run: str) -> bool:
+        return self.store.exists(marker_key(run)) or any(e.commit.body.run == run for e in iter_chain(self.store))
+
+    def sealed(self, run: str) -> SealedRun:
+        check_run_id(run)
+        return open_sealed(self.store, run)
+
+    def items(self, run: str) -> RunItems:
+        """A run's items: from its sealed tree when sealed, else what is staged so far."""
+        check_run_id(run)
+        require_store(self.store)
+        if self.store.exists(marker_key(run)) or self.store.exists(sealing_key(run)) or self.is_sealed(run):
+            try:
+                s = open_sealed(self.store, run)
+                return RunItems(run, True, list(s.items()))
+            except NotFound:
+                pass
+        staged = staged_items(self.store, run)
+        if not staged and not next(iter(self.store.list(f"runs/{run}/")), None):
+            raise NotFound(f"run {run}: no such run")
+        return RunItems(run, False, sorted((s.entry for s in staged.values()), key=lambda e: e.name.encode()))
+
+    def read(self, run: str, name: str) -> bytes:
+        """An item's content, checked against its digest before it is returned."""
+        check_run_id(run)
+        check_name(name, run)
+        require_store(self.store)
+        if self.is_sealed(run):
+            s = open_sealed(self.store, run)
+            entry = s.find(name)
+            if entry is None:
+                raise NotFound(f"run {run}: item {name}: no such item")
+            return s.read(entry)
+        staged = staged_items(self.store, run)
+        item = staged.get(name)
+        if item is None:
+            if not staged:
+                raise NotFound(f"run {run}: no such run")
+            raise NotFound(f"run {run}: item {name}: no such item")
+        index = ContentIndex(self.store)
+        if item.pack:
+            index.load(item.pack)
+        data = index.read(item.entry.blake3)
+        from .digests import content_digest
+
+        if content_digest(data) != item.entry.blake3:
+            raise CheckFailed(f"run {run}: item {name}: content hash mismatch")
+        return data
+
+    def log(self) -> Iterator[ChainEntry]:
+        """The closure chain, newest first."""
+        require_store(self.store)
+        return reversed(list(iter_chain(self.store)))
+
+    def commit(self, ref: str) -> ChainEntry:
+        """A commit by run id, hex digest prefix (8+ digits) or ``#seq``."""
+        require_store(self.store)
+        if not ref.startswith("#") and not (len(ref) >= 8 and all(c in "0123456789abcdef" for c in
+                                                                   ref.removeprefix("b3:").lower())):
+            check_run_id(ref)
+            s = open_sealed(self.store, ref)
+            return ChainEntry(s.seq, s.commit)
+        try:
+            return find_commit(self.store, ref)
+        except NotFound:
+            if ref.startswith("#"):
+                raise
+            s = open_sealed(self.store, check_run_id(ref))
+            return ChainEntry(s.seq, s.commit)

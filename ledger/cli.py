@@ -1,0 +1,331 @@
+"""The ``ledger`` command line: parses, calls the API, presents. Contract: ../shared/docs/cli.md.
+
+Results go to stdout, progress and errors to stderr; ``--json`` prints exactly one JSON document on stdout. Every
+failure is one ``error: ...`` line and the exit code of its :class:`~ledger.errors.LedgerError`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .api import Ledger
+from .errors import LedgerError, UsageError
+from .keys import generate_keyfile, load_public_key, load_signing_key
+from .names import KINDS, RECORD_KINDS
+
+EXIT_CODES = """\b
+Exit codes: 0 ok · 1 check failed (tampered, missing, bad signature, not ready)
+2 usage · 3 not found · 4 already sealed / lost race · 5 storage error · 6 evidence refused"""
+
+
+def _out(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=None, sort_keys=False))
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _ts(ms: int) -> str:
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def _ledger(ctx: click.Context) -> Ledger:
+    return Ledger.open(ctx.obj["store"])
+
+
+def _progress_counter(what: str) -> Callable[[int, int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(n: int, nbytes: int) -> None:
+        if n % 500 == 0:
+            click.echo(f"\r{what}: {n} item(s), {nbytes / 1e6:.1f} MB", err=True, nl=False)
+
+    return show
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+             epilog=EXIT_CODES)
+@click.option("--store", metavar="URL", envvar="LEDGER_STORE", default=None,
+              help="Store location: a path, file:///abs/path or s3://bucket/prefix "
+                   "[env LEDGER_STORE; default ./.ledger].")
+@click.version_option(__version__, prog_name="ledger")
+@click.pass_context
+def main(ctx: click.Context, store: str | None) -> None:
+    """Evidence-first run closure: record what a pipeline run did, seal it exactly once with a signed
+    commit, and let anyone holding the public key verify it offline.
+
+    \b
+    Operator:  ledger init; ledger keys generate --out sealer.key
+               ledger add RUN out/ ; ledger record RUN --kind summary '{"ingested": 10}'
+               ledger seal RUN --key sealer.key
+    Auditor:   ledger verify RUN --trust sealer.key.pub ; ledger show RUN ; ledger log
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["store"] = store
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def init(ctx: click.Context, as_json: bool) -> None:
+    """Create the store (idempotent)."""
+    lg = _ledger(ctx)
+    created = lg.init()
+    if as_json:
+        _out({"store": lg.store.url, "created": created})
+    else:
+        click.echo(f"{'initialised' if created else 'already initialised'}: {lg.store.url}")
+
+
+@main.group()
+def keys() -> None:
+    """Manage Ed25519 sealing keys."""
+
+
+@keys.command("generate")
+@click.option("--out", "out", required=True, metavar="PATH",
+              help="Private key file (written 0600); the public key goes to PATH.pub.")
+@click.option("--force", is_flag=True, help="Replace existing key files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def keys_generate(out: str, force: bool, as_json: bool) -> None:
+    """Write a new Ed25519 private key to PATH and its public key to PATH.pub; print the key id.
+
+    Give PATH.pub to auditors: `ledger verify --trust PATH.pub` trusts exactly the keys named there."""
+    key = generate_keyfile(out, force)
+    kid = key.public.key_id.hex()
+    if as_json:
+        _out({"key_id": kid, "private": out, "public": out + ".pub"})
+    else:
+        click.echo(kid)
+        _err(f"private key: {out} (keep it secret)\npublic key:  {out}.pub (give it to auditors)")
+
+
+@main.command()
+@click.argument("run")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--kind", default="file", show_default=True, metavar="KIND",
+              help=f"Evidence kind: {', '.join(KINDS)}.")
+@click.option("--as", "as_name", metavar="NAME", help="Item name for a single file, or name prefix for a directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print the added items as JSON.")
+@click.pass_context
+def add(ctx: click.Context, run: str, paths: tuple[str, ...], kind: str, as_name: str | None,
+        as_json: bool) -> None:
+    """Add files, or directories recursively, as evidence items of RUN (opened by its first add).
+
+    A file is named by its base name, a directory's files by their path relative to it (use --as to
+    prefix or rename). Content is streamed and stored once. Re-adding a name with the same content is a
+    no-op; with different content it is refused (exit 6): a name is bound once."""
+    res = _ledger(ctx).add(run, list(paths), kind, as_name, _progress_counter("adding"))
+    if sys.stderr.isatty():
+        click.echo("\r", err=True, nl=False)
+    if as_json:
+        _out({"run": run, "added": [_item_json(e) for e in res.added],
+              "unchanged": [_item_json(e) for e in res.unchanged]})
+    else:
+        click.echo(f"run {run}: added {len(res.added)} item(s), {res.bytes} bytes"
+                   + (f"; {len(res.unchanged)} already present" if res.unchanged else ""))
+
+
+@main.command("record")
+@click.argument("run")
+@click.argument("data", required=False, default="-", metavar="[JSON|-]")
+@click.option("--kind", required=True, metavar="KIND", help=f"Record kind: {', '.join(RECORD_KINDS)}.")
+@click.option("--name", metavar="NAME", help="Item name [default: records/KIND/<digest prefix>.json].")
+@click.option("--json", "as_json", is_flag=True, help="Print the recorded item as JSON.")
+@click.pass_context
+def record_cmd(ctx: click.Context, run: str, data: str, kind: str, name: str | None, as_json: bool) -> None:
+    """Add one structured record to RUN, from the JSON argument or stdin ('-').
+
+    The item's content is the canonical JSON (sorted keys, no spaces)."""
+    text = sys.stdin.read() if data == "-" else data
+    res = _ledger(ctx).record(run, kind, text, name)
+    entries = res.added or res.unchanged
+    if as_json:
+        _out({"run": run, "item": _item_json(entries[0]), "added": bool(res.added)})
+    else:
+        e = entries[0]
+        click.echo(f"run {run}: {'recorded' if res.added else 'already present'} {e.name} ({e.kind}, "
+                   f"{e.size} bytes, b3:{e.blake3.hex()[:16]})")
+
+
+@main.command()
+@click.argument("run")
+@click.option("--key", "keyfile", required=True, metavar="KEYFILE", help="Ed25519 private key (ledger keys generate).")
+@click.option("--json", "as_json", is_flag=True, help="Print the commit as JSON.")
+@click.pass_context
+def seal(ctx: click.Context, run: str, keyfile: str, as_json: bool) -> None:
+    """Check RUN's closure criteria and, only if they hold, build its evidence tree, sign the closure
+    commit and append it to the chain; then write the completion marker.
+
+    Exactly one sealer of a run wins; the others exit 4 and write nothing. If the checks fail it exits
+    1 and writes nothing. Re-running after a crash completes the seal idempotently."""
+    key = load_signing_key(keyfile)
+    lg = _ledger(ctx)
+    res = lg.seal(run, key, progress=None if as_json else (lambda m: _err(m + " ...")))
+    body = res.commit.body
+    if as_json:
+        out = _commit_json(res.seq, res.commit)
+        out["completed_interrupted"] = res.completed_interrupted
+        _out(out)
+        return
+    if res.completed_interrupted:
+        click.echo(f"run {run}: completed an interrupted seal: commit b3:{res.digest.hex()[:16]} (#{res.seq})")
+    else:
+        click.echo(f"run {run}: sealed {body.count} item(s), {body.bytes} bytes\n"
+                   f"  commit  {res.digest.hex()}  (#{res.seq})\n  root    {body.root.hex()}\n"
+                   f"  key     {body.key.hex()}")
+
+
+@main.command()
+@click.argument("run")
+@click.option("--trust", "trust", multiple=True, required=True, metavar="PUBFILE",
+              help="A public key the auditor trusts (repeatable). Keys in the store are never trusted.")
+@click.option("--bundle", metavar="PATH", help="Verify an exported bundle instead of the store (not yet available).")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as one JSON document.")
+@click.pass_context
+def verify(ctx: click.Context, run: str, trust: tuple[str, ...], bundle: str | None, as_json: bool) -> None:
+    """Verify sealed RUN completely: commit, signature (against --trust keys only), every item's content,
+    the tree root, every chain link back to the genesis, and the completion marker. Exit 0 only if all hold."""
+    if bundle is not None:
+        raise UsageError("--bundle: bundles are not supported by this version yet")
+    keys_ = [load_public_key(p) for p in trust]
+    res = _ledger(ctx).verify(run, keys_, _progress_counter("verifying"))
+    if as_json:
+        _out(res.to_json())
+    else:
+        for c in res.checks:
+            mark = "ok  " if c.ok else "FAIL"
+            click.echo(f"[{mark}] {c.name:<9} {c.detail}")
+        click.echo(f"run {run}: {'verified' if res.ok else 'NOT verified'}")
+    if not res.ok:
+        fail = res.first_failure
+        if fail is not None and not as_json:
+            _err(f"error: {fail.detail}")
+        sys.exit(1)
+
+
+def _item_json(e: Any) -> dict[str, Any]:
+    return {"name": e.name, "kind": e.kind, "size": e.size, "blake3": e.blake3.hex()}
+
+
+@main.command("ls")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print {run, sealed, items:[{name, kind, size, blake3}]}.")
+@click.pass_context
+def ls_cmd(ctx: click.Context, run: str, as_json: bool) -> None:
+    """List RUN's items: name, kind, size and BLAKE3 of the content (what b3sum prints for the same bytes)."""
+    ri = _ledger(ctx).items(run)
+    if as_json:
+        _out({"run": run, "sealed": ri.sealed, "items": [_item_json(e) for e in ri.items]})
+        return
+    for e in ri.items:
+        click.echo(f"{e.blake3.hex()}  {e.size:>12}  {e.kind:<8}  {e.name}")
+    _err(f"run {run}: {len(ri.items)} item(s), {'sealed' if ri.sealed else 'open'}")
+
+
+@main.command("cat")
+@click.argument("run")
+@click.argument("name")
+@click.pass_context
+def cat_cmd(ctx: click.Context, run: str, name: str) -> None:
+    """Write item NAME of RUN to stdout (checked against its digest first)."""
+    data = _ledger(ctx).read(run, name)
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _commit_json(seq: int, c: Any) -> dict[str, Any]:
+    b = c.body
+    return {"run": b.run, "commit": c.digest.hex(), "seq": seq, "parent": b.parent.hex() if b.parent else None,
+            "root": b.root.hex(), "items": b.count, "bytes": b.bytes, "time": _ts(b.time_ms),
+            "key_id": b.key.hex(), "log": {"size": b.log_size, "root": b.log_root.hex()},
+            "format": "ledger/1"}
+
+
+@main.command()
+@click.argument("ref", metavar="RUN|COMMIT")
+@click.option("--json", "as_json", is_flag=True, help="Print the commit as JSON.")
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show a closure commit, by run id, commit digest (8+ hex digits) or #SEQ. Shows; does not verify."""
+    e = _ledger(ctx).commit(ref)
+    j = _commit_json(e.seq, e.commit)
+    if as_json:
+        _out(j)
+        return
+    click.echo(f"commit  {j['commit']}  (#{e.seq})\nrun     {j['run']}\ntime    {j['time']}\n"
+               f"items   {j['items']} ({j['bytes']} bytes)\nroot    {j['root']}\n"
+               f"parent  {j['parent'] or '(genesis)'}\nkey     {j['key_id']}\n"
+               f"log     {j['log']['size']} earlier commit(s), root {j['log']['root']}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the chain as a JSON array, newest first.")
+@click.pass_context
+def log(ctx: click.Context, as_json: bool) -> None:
+    """The closure chain, newest first."""
+    entries = list(_ledger(ctx).log())
+    if as_json:
+        _out([_commit_json(e.seq, e.commit) for e in entries])
+        return
+    for e in entries:
+        b = e.commit.body
+        click.echo(f"#{e.seq:<5} {e.digest.hex()[:16]}  {_ts(b.time_ms)}  {b.count:>8} item(s)  {b.run}")
+    if not entries:
+        _err("the chain is empty")
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary store and print its path.")
+def demo(keep: bool) -> None:
+    """A complete example on a temporary local store: add, seal, verify, tamper, verify fails."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(keep))
+
+
+def run() -> NoReturn:
+    """Entry point: one error line and the contract's exit code for every failure, never a traceback."""
+    try:
+        main.main(standalone_mode=False, prog_name="ledger")
+    except LedgerError as exc:
+        _err(f"error: {exc}")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _err("error: aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        hint = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            hint = f" (see '{ctx.command_path} --help')"
+        _err(f"error: {exc.format_message()}{hint}")
+        sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)
+    except KeyboardInterrupt:
+        _err("error: interrupted")
+        sys.exit(130)
+    except MemoryError:
+        _err("error: out of memory")
+        sys.exit(5)
+    except OSError as exc:
+        _err(f"error: I/O error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        sys.exit(5)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    run()

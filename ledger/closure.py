@@ -1,0 +1,223 @@
+"""The closure protocol: check, build the tree, sign, and append the commit by put-if-absent on the next slot.
+
+Order of writes (spec/store.md, "Sealing"): readiness checks (nothing written if they fail) → the ``sealing``
+marker (fences late ``add`` calls) → tree-node packs → the commit slot (the fence: exactly one writer gets a slot)
+→ the completion marker → cleanup of staging. A crash after the slot write leaves a sealed run without marker:
+``verify`` reports it, and re-running ``seal`` writes the marker idempotently.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import encoding
+from .chain import ChainEntry, ChainView
+from .digests import FORMAT, Digest
+from .errors import CheckFailed, Contention, NotFound
+from .evidence import staged_batch_keys, staged_items
+from .keys import SigningKey
+from .layout import CONFIG, marker_key, node_pack_ids, sealing_key, slot_key
+from .objects import CommitBody, ItemEntry, Marker, SignedCommit, StagedItem
+from .packs import MAX_PACK_BYTES, ContentIndex, encode_index, index_key, pack_key
+from .storage import Store, Upload
+from .tree import TreeBuilder
+
+MAX_SLOT_ATTEMPTS = 1000
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One closure criterion's outcome, with what it looked at (printed by ``check``/``seal``, sealed later)."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class SealResult:
+    run: str
+    seq: int
+    commit: SignedCommit
+    completed_interrupted: bool
+    criteria: list[Criterion]
+
+    @property
+    def digest(self) -> Digest:
+        return self.commit.digest
+
+
+def require_store(store: Store) -> None:
+    if not store.exists(CONFIG):
+        raise NotFound(f"store {store.url}: no ledger store here (run `ledger init`)")
+
+
+def readiness(store: Store, run: str, staged: dict[str, StagedItem]) -> list[Criterion]:
+    """The criteria every seal checks before writing anything: a non-empty run whose content is all stored."""
+    out = [Criterion("non-empty", bool(staged), f"{len(staged)} item(s) staged")]
+    index = ContentIndex(store)
+    missing = []
+    for pack in sorted({s.pack for s in staged.values() if s.pack is not None}):
+        index.load(pack)
+    for name, s in sorted(staged.items()):
+        if s.pack is not None:
+            loc = index.locate(s.entry.blake3)
+            if loc is None or loc[2] != s.entry.size:
+                missing.append(name)
+        elif store.size(f"objects/{s.entry.blake3.hex()[:2]}/{s.entry.blake3.hex()}") != s.entry.size:
+            missing.append(name)
+    detail = "all content stored" if not missing else f"content missing for {len(missing)} item(s), first {missing[0]}"
+    out.append(Criterion("content-present", not missing, detail))
+    return out
+
+
+class _NodePacks:
+    """Tree nodes, packed; ids are derived from the root at the end so a re-run seal rewrites the same packs."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.done: list[tuple[Upload, list[tuple[bytes, int, int]]]] = []
+        self.up: Upload | None = None
+        self.recs: list[tuple[bytes, int, int]] = []
+        self.off = 0
+
+    def __call__(self, nid: Digest, data: bytes) -> None:
+        if self.up is None or (self.off + len(data) > MAX_PACK_BYTES and self.off > 0):
+            if self.up is not None:
+                self.done.append((self.up, self.recs))
+            self.up, self.recs, self.off = self.store.upload(), [], 0
+        self.up.write(data)
+        self.recs.append((nid, self.off, len(data)))
+        self.off += len(data)
+
+    def finish(self, root: Digest) -> list[str]:
+        if self.up is not None:
+            self.done.append((self.up, self.recs))
+            self.up = None
+        ids = node_pack_ids(root, len(self.done))
+        for pid, (up, recs) in zip(ids, self.done):
+            up.commit_if_absent(pack_key(pid))
+            self.store.put_if_absent(index_key(pid), encode_index(pid, recs))
+        self.done = []
+        return ids
+
+    def abort(self) -> None:
+        for up, _ in self.done:
+            up.abort()
+        if self.up is not None:
+            self.up.abort()
+
+
+def existing_node_packs(store: Store, root: Digest) -> list[str]:
+    out = []
+    for pid in node_pack_ids(root, 1 << 16):
+        if not store.exists(index_key(pid)):
+            break
+        out.append(pid)
+    return out
+
+
+def _marker_for(store: Store, run: str, entry: ChainEntry, staged: dict[str, StagedItem]) -> Marker:
+    packs = sorted({s.pack for s in staged.values() if s.pack is not None})
+    return Marker(run, entry.seq, entry.digest, tuple(packs + existing_node_packs(store, entry.commit.body.root)))
+
+
+def _cleanup(store: Store, run: str, batch_keys: list[str]) -> None:
+    for key in batch_keys:
+        store.delete(key)
+    store.delete(sealing_key(run))
+
+
+def _sealed_error(run: str, seq: int, digest: bytes) -> Contention:
+    return Contention(f"run {run}: already sealed by commit b3:{digest.hex()[:16]} (#{seq})")
+
+
+def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | None = None,
+         progress: Callable[[str], None] | None = None) -> SealResult:
+    """Seal ``run``: exactly one writer wins; everyone else gets :class:`Contention` (exit 4)."""
+    require_store(store)
+    clock = now_ms or (lambda: time.time_ns() // 1_000_000)
+    say = progress or (lambda msg: None)
+    with store.lease(f"seal-{run}") as leased:
+        if store.exists(marker_key(run)):
+            m = Marker.from_bytes(store.get(marker_key(run)), f"run {run}: completion marker")
+            raise _sealed_error(run, m.seq, m.commit)
+        view = ChainView(store)
+        view.refresh()
+        done = view.find_run(run)
+        if done is not None:
+            # The commit landed but its marker did not: a seal was interrupted (or is finishing right now).
+            batch_keys = staged_batch_keys(store, run)
+            marker = _marker_for(store, run, done, staged_items(store, run))
+            store.put_if_absent(marker_key(run), marker.encode())
+            _cleanup(store, run, batch_keys)
+            if not leased:
+                raise Contention(f"run {run}: sealed by commit b3:{done.digest.hex()[:16]} (#{done.seq}) from "
+                                 "another writer; its completion marker is now written")
+            return SealResult(run, done.seq, done.commit, True, [])
+
+        staged = staged_items(store, run)
+        if not staged and next(iter(store.list(f"runs/{run}/")), None) is None:
+            raise NotFound(f"run {run}: no such run")
+        criteria = readiness(store, run, staged)
+        failed = [c for c in criteria if not c.ok]
+        if failed:
+            raise CheckFailed(f"run {run}: not ready to seal: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+
+        # Fence late adds, then re-read: anything staged before the fence is in; anything after is refused.
+        store.put_if_absent(sealing_key(run), encoding.encode({"format": FORMAT, "run": run, "time": clock()}))
+        batch_keys = staged_batch_keys(store, run)
+        staged = staged_items(store, run)
+        criteria = readiness(store, run, staged)
+        failed = [c for c in criteria if not c.ok]
+        if failed:
+            raise CheckFailed(f"run {run}: not ready to seal: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+
+        say(f"building the evidence tree over {len(staged)} item(s)")
+        nodes = _NodePacks(store)
+        builder = TreeBuilder(nodes)
+        try:
+            for name in sorted(staged, key=lambda n: n.encode("utf-8")):
+                builder.add(staged[name].entry)
+            root = builder.finish()
+            node_packs = nodes.finish(root)
+        except BaseException:
+            nodes.abort()
+            raise
+        content_packs = sorted({s.pack for s in staged.values() if s.pack is not None})
+
+        say("appending the closure commit")
+        for _ in range(MAX_SLOT_ATTEMPTS):
+            head = view.head
+            seq = 0 if head is None else head.seq + 1
+            body = CommitBody(run=run, seq=seq, parent=None if head is None else head.digest, root=root,
+                              count=builder.count, bytes=builder.bytes, time_ms=clock(), key=key.public.key_id,
+                              log_size=seq, log_root=view.log_root(seq))
+            body_bytes = body.encode()
+            commit = SignedCommit(body_bytes, key.sign(body_bytes), body)
+            if store.put_if_absent(slot_key(seq), commit.encode()):
+                break
+            # Lost the slot: read what won it (and anything after), then decide.
+            new = view.refresh()
+            mine = view.find_run(run, new)
+            if mine is not None:
+                if mine.digest == commit.digest:
+                    break  # our own earlier attempt landed (ambiguous outcome): the seal is idempotent
+                raise _sealed_error(run, mine.seq, mine.digest)
+        else:
+            raise Contention(f"run {run}: gave up after {MAX_SLOT_ATTEMPTS} lost slot races")
+
+        marker = Marker(run, seq, commit.digest, tuple(content_packs + node_packs))
+        store.put_if_absent(marker_key(run), marker.encode())
+        _cleanup(store, run, batch_keys)
+        return SealResult(run, seq, commit, False, criteria)
+
+
+def sealed_items(store: Store, run: str) -> list[ItemEntry]:
+    """Not used by verification (which walks and checks the tree itself); a convenience for listing."""
+    from .verify import open_sealed
+
+    sealed = open_sealed(store, run)
+    return list(sealed.items())

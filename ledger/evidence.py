@@ -1,0 +1,297 @@
+"""Recording evidence into an open run: files, directories and JSON records, staged as batches.
+
+An ``add`` streams every file once (hashing as it copies), packs small items, stores large ones as loose objects,
+and only then writes one batch object listing the items. The batch is what makes items part of the run, so a crash
+at any point leaves either nothing visible or the whole batch. Names are validated, and bound once: the same name
+with the same content is a no-op, with different content it is refused (exit 6).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .digests import CHUNK, Digest, content_digest, new_content_hasher
+from .errors import Contention, LedgerError, NotFound, Refused, StorageError, UsageError
+from .layout import marker_key, sealing_key, staged_prefix
+from .names import RECORD_KINDS, check_kind, check_name, check_run_id
+from .objects import Batch, ItemEntry, StagedItem
+from .packs import LOOSE_MIN, ContentIndex, PackWriter, loose_key
+from .storage import Store
+
+Progress = Callable[[int, int], None]  # (items done, bytes done)
+
+
+@dataclass(frozen=True)
+class AddResult:
+    run: str
+    added: list[ItemEntry]
+    unchanged: list[ItemEntry]
+
+    @property
+    def bytes(self) -> int:
+        return sum(e.size for e in self.added)
+
+
+def staged_items(store: Store, run: str) -> dict[str, StagedItem]:
+    """Every item staged for ``run`` so far, by name; two batches binding a name to different content is refused."""
+    out: dict[str, StagedItem] = {}
+    for key in store.list(staged_prefix(run)):
+        batch = Batch.from_bytes(store.get(key), f"run {run}: batch {key.rsplit('/', 1)[-1]}")
+        if batch.run != run:
+            raise Refused(f"run {run}: batch {key} belongs to run {batch.run}")
+        for s in batch.items:
+            prev = out.get(s.entry.name)
+            if prev is not None and prev.entry != s.entry:
+                raise Refused(f"run {run}: item {s.entry.name}: bound to two different contents "
+                              f"(b3:{prev.entry.blake3.hex()[:16]} and b3:{s.entry.blake3.hex()[:16]}) by "
+                              "concurrent adds")
+            out.setdefault(s.entry.name, s)
+    return out
+
+
+def staged_batch_keys(store: Store, run: str) -> list[str]:
+    return list(store.list(staged_prefix(run)))
+
+
+def check_open(store: Store, run: str) -> None:
+    """Refuse to add to a run that is sealed or being sealed (exit 4)."""
+    if store.exists(marker_key(run)):
+        raise Contention(f"run {run}: already sealed; sealed runs are immutable (start a new run)")
+    if store.exists(sealing_key(run)):
+        raise Contention(f"run {run}: a seal is in progress or was interrupted; re-run `ledger seal {run}`")
+
+
+def _walk(root: str) -> Iterable[str]:
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            yield os.path.join(dirpath, fn)
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def plan_paths(paths: list[str], as_name: str | None, run: str) -> list[tuple[str, str]]:
+    """(name, filesystem path) for every file to add; all names validated before any byte is stored."""
+    if as_name is not None and len(paths) != 1:
+        raise UsageError("--as names one item or directory: give exactly one PATH with it")
+    plan: list[tuple[str, str]] = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise NotFound(f"{p}: no such file or directory") from None
+        except OSError as exc:
+            raise StorageError(f"{p}: cannot read ({exc.strerror})") from None
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                for f in _walk(p):
+                    rel = os.path.relpath(f, p).replace(os.sep, "/")
+                    plan.append(((as_name + "/" + rel) if as_name else rel, f))
+            except OSError as exc:
+                raise StorageError(f"{exc.filename or p}: cannot read ({exc.strerror})") from None
+        elif stat.S_ISREG(st.st_mode):
+            plan.append((as_name or os.path.basename(os.path.normpath(p)), p))
+        else:
+            raise Refused(f"{p}: not a regular file or directory")
+    seen: dict[str, str] = {}
+    for name, path in plan:
+        check_name(name, run)
+        if name in seen:
+            raise Refused(f"run {run}: item {name}: given twice ({seen[name]} and {path})")
+        seen[name] = path
+    return plan
+
+
+class _Stager:
+    """Collects one call's items: content into packs/loose objects, then one batch."""
+
+    def __init__(self, store: Store, run: str) -> None:
+        self.store, self.run = store, run
+        self.existing = staged_items(store, run)
+        self.index = ContentIndex(store)
+        self._index_loaded = False
+        self.writer = PackWriter(store)
+        self.items: list[StagedItem] = []
+        self.unchanged: list[ItemEntry] = []
+
+    def _known(self, digest: bytes) -> tuple[bool, str | None]:
+        """Whether content is already stored (and in which pack), so it is not stored twice."""
+        if self.writer.contains(digest):
+            return True, None
+        if not self._index_loaded:
+            self.index.load_all()
+            self._index_loaded = True
+        loc = self.index.locate(digest)
+        if loc is not None:
+            return True, loc[0]
+        if self.store.exists(loose_key(digest)):
+            return True, None
+        return False, None
+
+    def _bind(self, entry: ItemEntry, pack: str | None) -> None:
+        prev = self.existing.get(entry.name)
+        if prev is not None:
+            if prev.entry == entry:
+                self.unchanged.append(entry)
+                return
+            raise Refused(f"run {self.run}: item {entry.name}: already bound to different content "
+                          f"(b3:{prev.entry.blake3.hex()[:16]}, {prev.entry.kind}, {prev.entry.size} bytes); "
+                          "a name is bound once")
+        self.items.append(StagedItem(entry, pack))
+
+    def add_bytes(self, name: str, kind: str, data: bytes) -> None:
+        digest = content_digest(data)
+        if len(data) >= LOOSE_MIN:
+            self._put_loose_bytes(digest, data)
+            self._bind(ItemEntry(name, kind, len(data), digest), None)
+            return
+        known, pack = self._known(digest)
+        if not known or self.writer.contains(digest):
+            pack = self.writer.add(digest, data)  # stores it, or names the pack this call already put it in
+        self._bind(ItemEntry(name, kind, len(data), digest), pack)
+
+    def _put_loose_bytes(self, digest: Digest, data: bytes) -> None:
+        if not self.store.exists(loose_key(digest)):
+            self.store.put_if_absent(loose_key(digest), data)
+
+    def add_file(self, name: str, kind: str, path: str) -> int:
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"{path}: no such file") from None
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot read ({exc.strerror})") from None
+        with f:
+            try:
+                size = os.fstat(f.fileno()).st_size
+                if size < LOOSE_MIN:
+                    data = f.read()
+                    if len(data) < LOOSE_MIN:
+                        self.add_bytes(name, kind, data)
+                        return len(data)
+                    f.seek(0)
+                return self._stream_loose(name, kind, f, size)
+            except OSError as exc:
+                raise StorageError(f"{path}: cannot read ({exc.strerror})") from None
+
+    def _stream_loose(self, name: str, kind: str, f: "os._wrap_close | object", size: int) -> int:
+        """Copy a large file into the store once, hashing the bytes as they are written (never whole in memory)."""
+        hasher = new_content_hasher(size)
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        total = 0
+        up = self.store.upload()
+        try:
+            while True:
+                n = f.readinto(view)  # type: ignore[attr-defined]
+                if not n:
+                    break
+                hasher.update(view[:n])
+                up.write(view[:n])
+                total += n
+            digest = Digest(hasher.digest())
+            up.commit_if_absent(loose_key(digest))
+        finally:
+            up.abort()
+        self._bind(ItemEntry(name, kind, total, digest), None)
+        return total
+
+    def commit(self) -> None:
+        """Publish packs, then the batch; then make sure no seal started meanwhile that may have missed it."""
+        opening = not self.items and not self.existing and not staged_batch_keys(self.store, self.run)
+        if not self.items and not opening:
+            self.writer.abort()
+            return  # nothing new: re-adding bound names with the same content is a no-op
+        self.writer.finish()
+        check_open(self.store, self.run)
+        key = f"{staged_prefix(self.run)}{time.time_ns():020d}-{secrets.token_hex(8)}.batch"
+        self.store.put_if_absent(key, Batch(self.run, tuple(self.items)).encode())
+        if self.store.exists(sealing_key(self.run)) or self.store.exists(marker_key(self.run)):
+            raise Contention(f"run {self.run}: a seal started while these items were being added; they may not be "
+                             "part of it (check `ledger ls` once the seal is done)")
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def _require_store(store: Store) -> None:
+    from .layout import CONFIG
+
+    if not store.exists(CONFIG):
+        raise NotFound(f"store {store.url}: no ledger store here (run `ledger init`)")
+
+
+def add_paths(store: Store, run: str, paths: list[str], kind: str = "file", as_name: str | None = None,
+              progress: Progress | None = None) -> AddResult:
+    check_run_id(run)
+    check_kind(kind)
+    _require_store(store)
+    plan = plan_paths(paths, as_name, run)
+    check_open(store, run)
+    st = _Stager(store, run)
+    try:
+        done_bytes = 0
+        for i, (name, path) in enumerate(plan, 1):
+            done_bytes += st.add_file(name, kind, path)
+            if progress is not None:
+                progress(i, done_bytes)
+        st.commit()
+    except LedgerError:
+        st.abort()
+        raise
+    except OSError as exc:
+        st.abort()
+        raise StorageError(f"store {store.url}: {exc.strerror or exc}") from None
+    return AddResult(run, [s.entry for s in st.items], st.unchanged)
+
+
+def canonical_json(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def parse_record(text: str | bytes, kind: str, run: str) -> object:
+    try:
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused(f"run {run}: {kind} record: not valid JSON ({exc})") from None
+    if kind != "json" and not isinstance(value, dict):
+        raise Refused(f"run {run}: {kind} record: must be a JSON object")
+    return value
+
+
+def default_record_name(kind: str, content: bytes) -> str:
+    return f"records/{kind}/{content_digest(content).hex()[:16]}.json"
+
+
+def record(store: Store, run: str, kind: str, text: str | bytes, name: str | None = None) -> AddResult:
+    """Add one JSON record of ``kind``; its content is the canonical JSON (sorted keys, no spaces)."""
+    check_run_id(run)
+    check_kind(kind)
+    if kind not in RECORD_KINDS:
+        raise Refused(f"kind {kind!r} is not a record kind (use one of {', '.join(RECORD_KINDS)}; "
+                      "`ledger add` takes files)")
+    value = parse_record(text, kind, run)
+    try:
+        content = canonical_json(value)
+    except ValueError as exc:
+        raise Refused(f"run {run}: {kind} record: {exc}") from None
+    item_name = check_name(name if name is not None else default_record_name(kind, content), run)
+    _require_store(store)
+    check_open(store, run)
+    st = _Stager(store, run)
+    try:
+        st.add_bytes(item_name, kind, content)
+        st.commit()
+    except LedgerError:
+        st.abort()
+        raise
+    return AddResult(run, [s.entry for s in st.items], st.unchanged)

@@ -1,0 +1,247 @@
+"""The ledger's object types and their canonical encodings (spec/objects.md).
+
+Objects are frozen dataclasses built through ``from_bytes``/``from_value`` constructors that check every field,
+so nobody can hold an invalid one. Decoding is strict: unknown fields, wrong types and non-canonical bytes are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import encoding
+from .digests import CTX_COMMIT, CTX_NODE, DIGEST_SIZE, FORMAT, Digest, typed_digest
+from .encoding import Value, check_fields
+from .errors import DecodeError
+from .names import KINDS, is_run_id, name_problem
+
+MAX_SEQ = 2**63 - 1
+
+
+def _digest(v: Value, what: str) -> Digest:
+    if not isinstance(v, bytes) or len(v) != DIGEST_SIZE:
+        raise DecodeError(f"{what}: not a {DIGEST_SIZE}-byte digest")
+    return Digest(v)
+
+
+def _nonneg(v: Value, what: str, limit: int = 2**64 - 1) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= limit:
+        raise DecodeError(f"{what}: not a non-negative integer")
+    return v
+
+
+def _format(v: Value, what: str) -> None:
+    if v != FORMAT:
+        raise DecodeError(f"{what}: unsupported format {v!r} (this verifier reads {FORMAT})")
+
+
+# --- item entries: the leaves of the evidence tree -------------------------------------------------------------
+
+@dataclass(frozen=True, order=True)
+class ItemEntry:
+    """One evidence item as the tree commits to it: name, kind, content size and plain BLAKE3 of the content."""
+
+    name: str
+    kind: str
+    size: int
+    blake3: Digest
+
+    def to_value(self) -> dict[str, Value]:
+        return {"blake3": self.blake3, "kind": self.kind, "name": self.name, "size": self.size}
+
+    def encode(self) -> bytes:
+        return encoding.pack_trusted(self.to_value())
+
+    @classmethod
+    def from_value(cls, v: Value, what: str = "item entry") -> "ItemEntry":
+        m = check_fields(v, what, {"blake3": bytes, "kind": str, "name": str, "size": int})
+        name = m["name"]
+        problem = name_problem(name)
+        if problem:
+            raise DecodeError(f"{what}: invalid item name {name!r}: {problem}")
+        if m["kind"] not in KINDS:
+            raise DecodeError(f"{what} {name}: unknown kind {m['kind']!r}")
+        return cls(name, m["kind"], _nonneg(m["size"], f"{what} {name}: size"),
+                   _digest(m["blake3"], f"{what} {name}: blake3"))
+
+
+@dataclass(frozen=True)
+class ChildEntry:
+    """A reference from an interior tree node to a child: the child's last item name, item count and node id."""
+
+    last: str
+    count: int
+    node: Digest
+
+    def to_value(self) -> dict[str, Value]:
+        return {"count": self.count, "last": self.last, "node": self.node}
+
+    def encode(self) -> bytes:
+        return encoding.pack_trusted(self.to_value())
+
+    @classmethod
+    def from_value(cls, v: Value, what: str = "child entry") -> "ChildEntry":
+        m = check_fields(v, what, {"count": int, "last": str, "node": bytes})
+        if name_problem(m["last"]):
+            raise DecodeError(f"{what}: invalid item name in 'last'")
+        count = _nonneg(m["count"], f"{what}: count")
+        if count == 0:
+            raise DecodeError(f"{what}: empty child")
+        return cls(m["last"], count, _digest(m["node"], f"{what}: node"))
+
+
+def node_id(level: int, count: int, entries_root: bytes) -> Digest:
+    """A tree node's id commits to its level, the items under it and the RFC 9162 root over its entries."""
+    return typed_digest(CTX_NODE, encoding.encode({"count": count, "level": level, "root": entries_root}))
+
+
+# --- commits -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CommitBody:
+    """What a closure commit says; the Ed25519 signature covers the context string and these canonical bytes."""
+
+    run: str
+    seq: int
+    parent: Digest | None
+    root: Digest
+    count: int
+    bytes: int
+    time_ms: int
+    key: Digest
+    log_size: int
+    log_root: Digest
+
+    def to_value(self) -> dict[str, Value]:
+        return {"bytes": self.bytes, "count": self.count, "format": FORMAT, "key": self.key,
+                "log_root": self.log_root, "log_size": self.log_size, "parent": self.parent,
+                "root": self.root, "run": self.run, "seq": self.seq, "time": self.time_ms}
+
+    def encode(self) -> bytes:
+        return encoding.encode(self.to_value())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = "commit body") -> "CommitBody":
+        m = encoding.decode_map(data, what, {
+            "bytes": int, "count": int, "format": str, "key": bytes, "log_root": bytes, "log_size": int,
+            "parent": (bytes, type(None)), "root": bytes, "run": str, "seq": int, "time": int})
+        _format(m["format"], what)
+        if not is_run_id(m["run"]):
+            raise DecodeError(f"{what}: invalid run id {m['run']!r}")
+        seq = _nonneg(m["seq"], f"{what}: seq", MAX_SEQ)
+        parent = None if m["parent"] is None else _digest(m["parent"], f"{what}: parent")
+        if (seq == 0) != (parent is None):
+            raise DecodeError(f"{what}: seq {seq} with {'no ' if parent is None else ''}parent")
+        log_size = _nonneg(m["log_size"], f"{what}: log_size")
+        if log_size != seq:
+            raise DecodeError(f"{what}: log_size {log_size} != seq {seq}")
+        return cls(m["run"], seq, parent, _digest(m["root"], f"{what}: root"),
+                   _nonneg(m["count"], f"{what}: count"), _nonneg(m["bytes"], f"{what}: bytes"),
+                   _nonneg(m["time"], f"{what}: time"), _digest(m["key"], f"{what}: key"), log_size,
+                   _digest(m["log_root"], f"{what}: log_root"))
+
+
+@dataclass(frozen=True)
+class SignedCommit:
+    """A commit slot's content: the body's exact bytes (hashes are taken over them, never a re-encoding) and
+    the signature."""
+
+    body_bytes: bytes
+    sig: bytes
+    body: CommitBody = field(compare=False)
+
+    @property
+    def digest(self) -> Digest:
+        return typed_digest(CTX_COMMIT, self.body_bytes)
+
+    def encode(self) -> bytes:
+        return encoding.encode({"body": self.body_bytes, "sig": self.sig})
+
+    @classmethod
+    def create(cls, body: CommitBody, sig: bytes) -> "SignedCommit":
+        return cls(body.encode(), sig, body)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = "commit") -> "SignedCommit":
+        m = encoding.decode_map(data, what, {"body": bytes, "sig": bytes})
+        if len(m["sig"]) != 64:
+            raise DecodeError(f"{what}: signature is not 64 bytes")
+        return cls(m["body"], m["sig"], CommitBody.from_bytes(m["body"], what))
+
+
+# --- completion marker, batches, store config --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Marker:
+    """Written last, after the commit is durable: 'this run's seal completed'. It points at the commit and says
+    which packs hold the run's objects; it is a locator, checked against the chain, never trusted on its own."""
+
+    run: str
+    seq: int
+    commit: Digest
+    packs: tuple[str, ...]
+
+    def encode(self) -> bytes:
+        return encoding.encode({"commit": self.commit, "format": FORMAT, "packs": list(self.packs),
+                                "run": self.run, "seq": self.seq})
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = "completion marker") -> "Marker":
+        m = encoding.decode_map(data, what, {"commit": bytes, "format": str, "packs": list, "run": str,
+                                             "seq": int})
+        _format(m["format"], what)
+        packs = m["packs"]
+        if not all(isinstance(p, str) and is_pack_id(p) for p in packs):
+            raise DecodeError(f"{what}: invalid pack id")
+        return cls(m["run"], _nonneg(m["seq"], f"{what}: seq", MAX_SEQ), _digest(m["commit"], f"{what}: commit"),
+                   tuple(packs))
+
+
+def is_pack_id(p: str) -> bool:
+    return len(p) == 32 and all(c in "0123456789abcdef" for c in p)
+
+
+@dataclass(frozen=True)
+class StagedItem:
+    entry: ItemEntry
+    pack: str | None  # pack id holding the content, None for a loose object
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Evidence staged by one ``add``/``record`` call, written after its content is durable."""
+
+    run: str
+    items: tuple[StagedItem, ...]
+
+    def encode(self) -> bytes:
+        rows: list[Value] = [[s.entry.name, s.entry.kind, s.entry.size, s.entry.blake3, s.pack] for s in self.items]
+        return encoding.encode({"format": FORMAT, "items": rows, "run": self.run})
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = "batch") -> "Batch":
+        m = encoding.decode_map(data, what, {"format": str, "items": list, "run": str})
+        _format(m["format"], what)
+        items = []
+        for row in m["items"]:
+            if not isinstance(row, list) or len(row) != 5:
+                raise DecodeError(f"{what}: malformed item row")
+            name, kind, size, digest, pack = row
+            entry = ItemEntry.from_value({"blake3": digest, "kind": kind, "name": name, "size": size}, what)
+            if pack is not None and not (isinstance(pack, str) and is_pack_id(pack)):
+                raise DecodeError(f"{what}: invalid pack id")
+            items.append(StagedItem(entry, pack))
+        return cls(m["run"], tuple(items))
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    created_ms: int
+
+    def encode(self) -> bytes:
+        return encoding.encode({"created": self.created_ms, "format": FORMAT})
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = "store config") -> "StoreConfig":
+        m = encoding.decode_map(data, what, {"created": int, "format": str})
+        _format(m["format"], what)
+        return cls(_nonneg(m["created"], f"{what}: created"))

@@ -1,0 +1,30 @@
+"""Storage backends behind one narrow interface; ``open_store`` picks one from a URL (cli.md, "Where the store is")."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import unquote, urlparse
+
+from ..errors import UsageError
+from .base import Store, Upload, check_key
+from .local import LocalStore
+from .memory import MemoryStore
+
+DEFAULT_STORE = ".ledger"
+
+__all__ = ["Store", "Upload", "LocalStore", "MemoryStore", "open_store", "check_key", "DEFAULT_STORE"]
+
+
+def open_store(url: str | None) -> Store:
+    """A store for ``url``: a plain path or ``file:///abs/path`` (local), ``s3://bucket/prefix`` (S3)."""
+    url = url or os.environ.get("LEDGER_STORE") or DEFAULT_STORE
+    if url.startswith("file://"):
+        parsed = urlparse(url)
+        if parsed.netloc not in ("", "localhost"):
+            raise UsageError(f"store URL {url!r}: file URLs must be file:///absolute/path")
+        return LocalStore(unquote(parsed.path))
+    if url.startswith("s3://"):
+        raise UsageError(f"store URL {url!r}: the S3 backend is not available in this version")
+    if "://" in url:
+        raise UsageError(f"store URL {url!r}: unknown scheme (use a path, file:///path or s3://bucket/prefix)")
+    return LocalStore(url)

@@ -1,0 +1,290 @@
+"""The embedded local store: a directory, made crash-safe with temporary files, fsync and link/rename.
+
+Every object is written to ``tmp/`` first, fsynced, and then published with ``os.link`` (put-if-absent: the link
+fails if the name exists) or ``os.replace`` under a per-key ``flock`` (compare-and-swap); the directory is fsynced
+after. A reader therefore sees either no object or the whole object, never a prefix, even after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from ..errors import Corrupt, NotFound, StorageError
+from .base import RangeReader, Store, Upload, check_key
+
+_TMP = "tmp"
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _io_error(what: str, exc: OSError) -> StorageError:
+    return StorageError(f"{what}: {exc.strerror or exc}")
+
+
+class _LocalUpload(Upload):
+    def __init__(self, store: "LocalStore") -> None:
+        self._store = store
+        self._tmp = store._tmp_path()
+        try:
+            self._f: BinaryIO | None = open(self._tmp, "xb")
+        except OSError as exc:
+            raise _io_error(f"store {store.root}", exc) from None
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._f is not None
+        try:
+            self._f.write(data)
+        except OSError as exc:
+            self.abort()
+            raise _io_error(f"store {self._store.root}", exc) from None
+
+    def commit_if_absent(self, key: str) -> bool:
+        assert self._f is not None
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            self._f = None
+            return self._store._publish(self._tmp, key)
+        except OSError as exc:
+            raise _io_error(f"store {self._store.root}: {key}", exc) from None
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+
+class _LocalRangeReader(RangeReader):
+    def __init__(self, store: "LocalStore", key: str) -> None:
+        super().__init__(store, key)
+        try:
+            self._fd: int | None = os.open(store._path(key), os.O_RDONLY)
+        except FileNotFoundError:
+            raise NotFound(f"{key}: no such object") from None
+        except OSError as exc:
+            raise _io_error(key, exc) from None
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        assert self._fd is not None
+        try:
+            data = os.pread(self._fd, length, offset) if length else b""
+        except OSError as exc:
+            raise _io_error(self.key, exc) from None
+        if len(data) != length:
+            raise Corrupt(f"{self.key}: object is truncated (wanted bytes {offset}..{offset + length}, "
+                          f"got {len(data)})")
+        return data
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class LocalStore(Store):
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.url = "file://" + self.root
+        self._dirs: set[str] = set()
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, *check_key(key).split("/"))
+
+    def _tmp_path(self) -> str:
+        return os.path.join(self.root, _TMP, f"{os.getpid()}-{secrets.token_hex(8)}")
+
+    def _ensure_dir(self, d: str) -> None:
+        if d in self._dirs:
+            return
+        missing = []
+        p = d
+        while not os.path.isdir(p):
+            missing.append(p)
+            p = os.path.dirname(p)
+        for m in reversed(missing):
+            try:
+                os.mkdir(m)
+            except FileExistsError:
+                pass
+            _fsync_dir(os.path.dirname(m))
+        self._dirs.add(d)
+
+    def _publish(self, tmp: str, key: str) -> bool:
+        final = self._path(key)
+        d = os.path.dirname(final)
+        self._ensure_dir(d)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+        _fsync_dir(d)
+        return True
+
+    # -- interface -----------------------------------------------------------------------------------------------
+    def exists_store(self) -> bool:
+        return os.path.isdir(self.root)
+
+    def create(self) -> None:
+        try:
+            self._ensure_dir(os.path.join(self.root, _TMP))
+        except OSError as exc:
+            raise _io_error(f"store {self.root}", exc) from None
+
+    def get(self, key: str) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NotFound(f"{key}: no such object") from None
+        except IsADirectoryError:
+            raise NotFound(f"{key}: no such object") from None
+        except OSError as exc:
+            raise _io_error(key, exc) from None
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                data = os.pread(f.fileno(), length, offset) if length else b""
+        except FileNotFoundError:
+            raise NotFound(f"{key}: no such object") from None
+        except OSError as exc:
+            raise _io_error(key, exc) from None
+        if len(data) != length:
+            raise Corrupt(f"{key}: object is truncated (wanted bytes {offset}..{offset + length}, "
+                               f"got {len(data)})")
+        return data
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"{key}: no such object") from None
+        except OSError as exc:
+            raise _io_error(key, exc) from None
+
+    def size(self, key: str) -> int | None:
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise _io_error(key, exc) from None
+        return st.st_size
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        up = self.upload()
+        up.write(data)
+        return up.commit_if_absent(key)
+
+    def compare_and_swap(self, key: str, expected: bytes | None, data: bytes) -> bool:
+        final = self._path(key)
+        self._ensure_dir(os.path.dirname(final))
+        lock_path = os.path.join(self.root, _TMP, "cas-" + key.replace("/", "%"))
+        try:
+            lfd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _io_error(key, exc) from None
+        try:
+            fcntl.flock(lfd, fcntl.LOCK_EX)
+            try:
+                with open(final, "rb") as f:
+                    current: bytes | None = f.read()
+            except FileNotFoundError:
+                current = None
+            if current != expected:
+                return False
+            tmp = self._tmp_path()
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(os.path.dirname(final))
+            return True
+        except OSError as exc:
+            raise _io_error(key, exc) from None
+        finally:
+            os.close(lfd)
+
+    @contextlib.contextmanager
+    def lease(self, name: str) -> Iterator[bool]:
+        """An ``flock`` on a file under ``tmp/``: released by the kernel when the holder dies, even by SIGKILL."""
+        self._ensure_dir(os.path.join(self.root, _TMP))
+        path = os.path.join(self.root, _TMP, "lease-" + name.replace("/", "%"))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _io_error(f"store {self.root}", exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield True
+        finally:
+            os.close(fd)
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _io_error(key, exc) from None
+
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
+        """Walk only the directories the prefix can reach; results sorted as the interface promises."""
+        if prefix and not prefix.endswith("/"):
+            base_dir, _, part = prefix.rpartition("/")
+        else:
+            base_dir, part = prefix.rstrip("/"), ""
+        start = os.path.join(self.root, *base_dir.split("/")) if base_dir else self.root
+        out: list[str] = []
+        if not os.path.isdir(start):
+            return iter(out)
+        try:
+            for dirpath, dirnames, filenames in os.walk(start):
+                rel = os.path.relpath(dirpath, self.root)
+                rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+                if rel == "" or rel.startswith(_TMP + "/"):
+                    dirnames[:] = [d for d in dirnames if d != _TMP]
+                for fn in filenames:
+                    k = rel + fn
+                    if k.startswith(prefix) and (start_after is None or k > start_after):
+                        out.append(k)
+        except OSError as exc:
+            raise _io_error(prefix, exc) from None
+        del part
+        out.sort()
+        return iter(out)
+
+    def upload(self) -> Upload:
+        self._ensure_dir(os.path.join(self.root, _TMP))
+        return _LocalUpload(self)
+
+    def range_reader(self, key: str) -> RangeReader:
+        return _LocalRangeReader(self, key)
+
+    def local_path(self, key: str) -> str | None:
+        return self._path(key)
+
+
+def is_enospc(exc: OSError) -> bool:
+    return exc.errno == errno.ENOSPC

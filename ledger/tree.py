@@ -1,0 +1,195 @@
+"""The evidence tree: a content-defined (prolly) tree whose nodes commit to their entries with RFC 9162 roots.
+
+Items are sorted by name (UTF-8 byte order). A node at level L ends after an entry whose key has rank > L, where
+rank(key) = (leading zero bits of BLAKE3("ledger/1 node-boundary", key)[0:8]) // 6, so nodes hold 64 entries on
+average and node boundaries depend only on names: inserting or changing one item changes only the nodes on its
+path, and two similar runs share every other subtree (cheap diff). A node's id commits to its level, the number of
+items under it and the RFC 9162 root over its entries' canonical bytes, so an inclusion proof is, per level, an
+RFC 9162 audit path inside one node: about log2(n) hashes in all (spec/tree.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import blake3
+import msgpack
+
+from . import encoding
+from .digests import CTX_BOUNDARY, CTX_TREE, Digest
+from .encoding import array_header, pack_trusted
+from .errors import DecodeError
+from .merkle import blake3_hasher, root_from_leaf_hashes
+from .objects import ChildEntry, ItemEntry, node_id
+
+TREE_HASHER = blake3_hasher(CTX_TREE)
+BITS_PER_LEVEL = 6  # average fan-out 64
+_NODE_HEAD = b"\x82" + pack_trusted("entries")
+_LEVEL_KEY = pack_trusted("level")
+
+NodeSink = Callable[[Digest, bytes], None]
+
+
+def rank(key: str) -> int:
+    h = blake3.blake3(key.encode("utf-8"), derive_key_context=CTX_BOUNDARY).digest()
+    v = int.from_bytes(h[:8], "big")
+    return (64 - v.bit_length()) // BITS_PER_LEVEL
+
+
+def encode_node(level: int, encoded_entries: list[bytes]) -> bytes:
+    """Canonical node bytes: ``{"entries": [entry, ...], "level": L}`` built from already-canonical entries."""
+    return b"".join((_NODE_HEAD, array_header(len(encoded_entries)), *encoded_entries, _LEVEL_KEY,
+                     pack_trusted(level)))
+
+
+class _Level:
+    __slots__ = ("entries", "leaves", "count", "last", "close_next", "emitted")
+
+    def __init__(self) -> None:
+        self.entries: list[bytes] = []
+        self.leaves: list[bytes] = []
+        self.count = 0
+        self.last = ""
+        self.close_next = False
+        self.emitted = 0
+
+
+class TreeBuilder:
+    """Builds the tree from items given in strictly increasing name order, streaming: it holds only the open node
+    of each level, and hands every finished node to ``sink`` (which stores it)."""
+
+    def __init__(self, sink: NodeSink | None = None) -> None:
+        self._sink = sink
+        self._levels: list[_Level] = []
+        self._last_name: str | None = None
+        self.count = 0
+        self.bytes = 0
+
+    def add(self, item: ItemEntry) -> None:
+        if self._last_name is not None and item.name.encode("utf-8") <= self._last_name.encode("utf-8"):
+            raise ValueError(f"items out of order: {item.name!r} after {self._last_name!r}")
+        self._last_name = item.name
+        self.count += 1
+        self.bytes += item.size
+        self._push(0, item.encode(), item.name, 1)
+
+    def _push(self, level: int, encoded: bytes, key: str, count: int) -> None:
+        if level == len(self._levels):
+            self._levels.append(_Level())
+        lv = self._levels[level]
+        if lv.close_next:
+            self._close(level)
+        lv.entries.append(encoded)
+        lv.leaves.append(TREE_HASHER.leaf(encoded))
+        lv.count += count
+        lv.last = key
+        lv.close_next = rank(key) > level
+
+    def _emit(self, level: int) -> tuple[Digest, int, str]:
+        lv = self._levels[level]
+        nid = node_id(level, lv.count, root_from_leaf_hashes(TREE_HASHER, lv.leaves))
+        if self._sink is not None:
+            self._sink(nid, encode_node(level, lv.entries))
+        out = (nid, lv.count, lv.last)
+        lv.entries, lv.leaves, lv.count, lv.close_next = [], [], 0, False
+        lv.emitted += 1
+        return out
+
+    def _close(self, level: int) -> None:
+        nid, count, last = self._emit(level)
+        self._push(level + 1, ChildEntry(last, count, nid).encode(), last, count)
+
+    def finish(self) -> Digest:
+        """Close every open node and return the root id (the root is the one node of the top level)."""
+        if not self._levels:
+            self._levels.append(_Level())
+        level = 0
+        while True:
+            lv = self._levels[level]
+            if lv.emitted == 0:
+                return self._emit(level)[0]
+            if lv.entries:
+                self._close(level)
+            level += 1
+
+
+def build(items: list[ItemEntry], sink: NodeSink | None = None) -> tuple[Digest, int]:
+    b = TreeBuilder(sink)
+    for it in items:
+        b.add(it)
+    return b.finish(), b.count
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+
+class NodeError(DecodeError):
+    """A tree node failed its checks; ``node`` is the id it was fetched by."""
+
+    def __init__(self, node: bytes, message: str) -> None:
+        super().__init__(f"tree node b3:{node.hex()[:16]}: {message}")
+        self.node = node
+
+
+def decode_node(nid: bytes, data: bytes) -> tuple[int, list[dict[str, object]], list[bytes]]:
+    """Parse node bytes fetched under ``nid``: (level, entries, entries' canonical bytes); the id is re-derived."""
+    try:
+        m = encoding.decode_map(data, "tree node", {"entries": list, "level": int})
+    except DecodeError as exc:
+        raise NodeError(nid, str(exc)) from None
+    level = m["level"]
+    if not 0 <= level <= 64:
+        raise NodeError(nid, f"level {level} out of range")
+    raw_entries = m["entries"]
+    encoded = [msgpack.packb(e, use_bin_type=True) for e in raw_entries]
+    return level, raw_entries, encoded
+
+
+def _node_checked(get: Callable[[Digest], bytes], nid: Digest, want_level: int | None, want_count: int | None
+                  ) -> tuple[int, list[object]]:
+    data = get(nid)
+    level, raw, encoded = decode_node(nid, data)
+    if want_level is not None and level != want_level:
+        raise NodeError(nid, f"level {level}, expected {want_level}")
+    if level == 0:
+        entries: list[object] = [ItemEntry.from_value(e, f"tree node b3:{nid.hex()[:16]}: item") for e in raw]
+        count = len(entries)
+    else:
+        children = [ChildEntry.from_value(e, f"tree node b3:{nid.hex()[:16]}: child") for e in raw]
+        entries = list(children)
+        count = sum(c.count for c in children)
+        if not children:
+            raise NodeError(nid, "interior node without children")
+    if want_count is not None and count != want_count:
+        raise NodeError(nid, f"holds {count} items, its parent says {want_count}")
+    got = node_id(level, count, root_from_leaf_hashes(TREE_HASHER, [TREE_HASHER.leaf(e) for e in encoded]))
+    if got != nid:
+        raise NodeError(nid, f"content hash mismatch (expected b3:{nid.hex()[:16]}, got b3:{got.hex()[:16]})")
+    return level, entries
+
+
+def walk(get: Callable[[Digest], bytes], root: Digest) -> Iterator[ItemEntry]:
+    """Yield every item under ``root`` in name order, checking each node's id, level, counts and ordering.
+
+    Shape (whether the node boundaries are the canonical ones) is checked by rebuilding the root from the items,
+    which :func:`walk_and_rebuild` does; a walk alone is enough for listing.
+    """
+    last: bytes | None = None
+
+    def visit(nid: Digest, level: int | None, count: int | None, bound: str | None) -> Iterator[ItemEntry]:
+        nonlocal last
+        lvl, entries = _node_checked(get, nid, level, count)
+        for e in entries:
+            if isinstance(e, ItemEntry):
+                nb = e.name.encode("utf-8")
+                if last is not None and nb <= last:
+                    raise NodeError(nid, f"items out of order at {e.name!r}")
+                last = nb
+                yield e
+            else:
+                assert isinstance(e, ChildEntry)
+                yield from visit(e.node, lvl - 1, e.count, e.last)
+                if last is None or last != e.last.encode("utf-8"):
+                    raise NodeError(nid, f"child b3:{e.node.hex()[:16]} ends at {last!r}, entry says {e.last!r}")
+        del bound
+
+    yield from visit(root, None, None, None)

@@ -1,0 +1,314 @@
+"""Verification of a sealed run, in the numbered steps of spec/verify.md.
+
+The verifier trusts nothing it reads: not the marker (a locator, checked against the chain), not a key id in the
+commit (it only selects among the auditor's own keys), not the pack indexes (every byte they point at is re-hashed).
+Each step records a :class:`Check`; the result is false if any step fails. Missing or damaged objects are check
+failures (exit 1) naming the object; only an unreachable store is a storage error (exit 5).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .chain import LOG_HASHER, read_slot, slot_numbers
+from .digests import Digest, content_digest, hash_file, hash_stream
+from .errors import CheckFailed, LedgerError, NotFound, StorageError, UsageError
+from .evidence import staged_batch_keys
+from .keys import PublicKey
+from .layout import CONFIG, marker_key
+from .merkle import root_from_leaf_hashes
+from .objects import ChildEntry, ItemEntry, Marker, SignedCommit, StoreConfig
+from .packs import ContentIndex, loose_key
+from .storage import Store
+from .tree import TreeBuilder, _node_checked, walk
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class VerifyResult:
+    run: str
+    commit: Digest | None = None
+    root: Digest | None = None
+    seq: int | None = None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def first_failure(self) -> Check | None:
+        return next((c for c in self.checks if not c.ok), None)
+
+    def to_json(self) -> dict[str, object]:
+        return {"run": self.run, "ok": self.ok, "commit": self.commit.hex() if self.commit else None,
+                "root": self.root.hex() if self.root else None, "seq": self.seq,
+                "checks": [c.to_json() for c in self.checks]}
+
+
+def _short(d: bytes) -> str:
+    return "b3:" + d.hex()[:16]
+
+
+@dataclass
+class SealedRun:
+    """A sealed run's commit and objects, located through its marker (read-only access for ls/cat/show)."""
+
+    store: Store
+    run: str
+    marker: Marker | None
+    seq: int
+    commit: SignedCommit
+    index: ContentIndex
+
+    def node(self, nid: Digest) -> bytes:
+        if self.index.locate(nid) is None:
+            raise CheckFailed(f"run {self.run}: tree node {_short(nid)}: missing from the store")
+        return self.index.read(nid)
+
+    def items(self) -> Iterator[ItemEntry]:
+        return walk(self.node, self.commit.body.root)
+
+    def find(self, name: str) -> ItemEntry | None:
+        """Descend by the children's last names: O(depth) node reads, not a full walk."""
+        nid = self.commit.body.root
+        level: int | None = None
+        key = name.encode("utf-8")
+        while True:
+            level, entries = _node_checked(self.node, nid, level, None)
+            if level == 0:
+                for e in entries:
+                    assert isinstance(e, ItemEntry)
+                    if e.name == name:
+                        return e
+                return None
+            nxt = None
+            for e in entries:
+                assert isinstance(e, ChildEntry)
+                if key <= e.last.encode("utf-8"):
+                    nxt = e
+                    break
+            if nxt is None:
+                return None
+            nid, level = nxt.node, level - 1
+
+    def read(self, entry: ItemEntry) -> bytes:
+        """An item's content, checked against its digest."""
+        try:
+            data = self.index.read(entry.blake3)
+        except NotFound:
+            raise CheckFailed(f"run {self.run}: item {entry.name}: content missing from the store") from None
+        got = content_digest(data)
+        if got != entry.blake3 or len(data) != entry.size:
+            raise CheckFailed(f"run {self.run}: item {entry.name}: content hash mismatch "
+                              f"(expected {_short(entry.blake3)}, got {_short(got)})")
+        return data
+
+
+def open_sealed(store: Store, run: str) -> SealedRun:
+    """Find a sealed run by its marker (or, if the marker is missing, in the chain)."""
+    if not store.exists(CONFIG):
+        raise NotFound(f"store {store.url}: no ledger store here")
+    marker: Marker | None = None
+    if store.exists(marker_key(run)):
+        marker = Marker.from_bytes(store.get(marker_key(run)), f"run {run}: completion marker")
+        seq = marker.seq
+        try:
+            commit = read_slot(store, seq)
+        except NotFound:
+            raise CheckFailed(f"run {run}: commit slot {seq} named by the completion marker is missing") from None
+    else:
+        found = None
+        for s in slot_numbers(store):
+            c = read_slot(store, s)
+            if c.body.run == run:
+                found = (s, c)
+                break
+        if found is None:
+            if staged_batch_keys(store, run):
+                raise NotFound(f"run {run}: not sealed")
+            raise NotFound(f"run {run}: no such run")
+        seq, commit = found
+    index = ContentIndex(store)
+    packs = marker.packs if marker is not None else ()
+    for p in packs:
+        index.load(p)
+    if marker is None:
+        index.load_all()
+    return SealedRun(store, run, marker, seq, commit, index)
+
+
+def _check_content(store: Store, sealed: SealedRun, entry: ItemEntry) -> str | None:
+    """None when the stored content matches the entry, else why not."""
+    d = entry.blake3
+    loc = sealed.index.locate(d)
+    if loc is None:
+        path = store.local_path(loose_key(d))
+        try:
+            if path is not None:
+                if not os.path.exists(path):
+                    return "content missing from the store"
+                got, size = hash_file(path)
+            else:
+                with store.open_read(loose_key(d)) as f:
+                    got, size = hash_stream(f, entry.size)
+        except NotFound:
+            return "content missing from the store"
+        except OSError as exc:
+            raise StorageError(f"{loose_key(d)}: {exc.strerror}") from None
+        where = f"object {loose_key(d)}"
+    else:
+        try:
+            data = sealed.index.read(d)
+        except CheckFailed as exc:
+            return str(exc)
+        got, size = content_digest(data), len(data)
+        where = f"pack {loc[0]}"
+    if size != entry.size:
+        return f"content size mismatch in {where} (expected {entry.size} bytes, got {size})"
+    if got != d:
+        return f"content hash mismatch in {where} (expected {_short(d)}, got {_short(got)})"
+    return None
+
+
+def verify(store: Store, run: str, trusted: list[PublicKey],
+           progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+    """Verify ``run`` completely (spec/verify.md). Raises NotFound when it is not sealed, StorageError when the
+    store cannot be read; everything else is reported in the result."""
+    if not trusted:
+        raise UsageError("verify needs at least one trusted public key (--trust PUBFILE)")
+    res = VerifyResult(run)
+    checks = res.checks
+
+    def fail(name: str, detail: str) -> VerifyResult:
+        checks.append(Check(name, False, f"run {run}: {detail}"))
+        return res
+
+    # Step 1: the store is a ledger/1 store.
+    if not store.exists_store() or not store.exists(CONFIG):
+        raise NotFound(f"store {store.url}: no ledger store here")
+    try:
+        StoreConfig.from_bytes(store.get(CONFIG))
+        checks.append(Check("store", True, "ledger/1 store"))
+    except CheckFailed as exc:
+        return fail("store", str(exc))
+
+    # Step 2: load the commit the completion marker points at (the chain is searched when it is missing).
+    try:
+        sealed = open_sealed(store, run)
+    except NotFound:
+        raise
+    except CheckFailed as exc:
+        return fail("commit", str(exc))
+    commit, body = sealed.commit, sealed.commit.body
+    res.commit, res.root, res.seq = commit.digest, body.root, sealed.seq
+    if body.run != run:
+        return fail("commit", f"commit slot {sealed.seq} seals run {body.run!r}, not this run")
+    if body.seq != sealed.seq:
+        return fail("commit", f"commit in slot {sealed.seq} says seq {body.seq}")
+    checks.append(Check("commit", True, f"commit {_short(commit.digest)} in slot {sealed.seq}"))
+
+    # Step 3: the signature, by a key the auditor trusts.
+    key = next((k for k in trusted if k.key_id == body.key), None)
+    if key is None:
+        fail("signature", f"commit {_short(commit.digest)}: signed by key {body.key.hex()[:16]}, "
+                          "which is not among the trusted keys")
+    elif not key.verify(commit.body_bytes, commit.sig):
+        fail("signature", f"commit {_short(commit.digest)}: bad signature for key {body.key.hex()[:16]}")
+    else:
+        checks.append(Check("signature", True, f"Ed25519 signature by trusted key {body.key.hex()[:16]}"))
+
+    # Steps 4 and 5: re-hash every item's content while walking the tree, then rebuild the root from the items.
+    builder = TreeBuilder(None)
+    bad: list[str] = []
+    done = 0
+    try:
+        for entry in sealed.items():
+            builder.add(entry)
+            problem = _check_content(store, sealed, entry)
+            if problem is not None:
+                bad.append(f"item {entry.name}: {problem}")
+            done += 1
+            if progress is not None and done % 1000 == 0:
+                progress(done, body.count)
+        tree_problem = None
+    except LedgerError as exc:
+        if isinstance(exc, StorageError) and "truncated" not in str(exc):
+            raise
+        tree_problem = str(exc)
+    except ValueError as exc:
+        tree_problem = f"tree items out of order ({exc})"
+    finally:
+        sealed.index.close()
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        fail("content", bad[0] + more)
+    elif tree_problem is None:
+        checks.append(Check("content", True, f"{done} item(s), {builder.bytes} bytes re-hashed"))
+    if tree_problem is not None:
+        fail("tree", tree_problem)
+    else:
+        root = builder.finish()
+        if root != body.root:
+            fail("tree", f"rebuilt root {_short(root)} differs from the sealed root {_short(body.root)}")
+        elif builder.count != body.count or builder.bytes != body.bytes:
+            fail("tree", f"commit says {body.count} items / {body.bytes} bytes, tree holds "
+                         f"{builder.count} / {builder.bytes}")
+        else:
+            checks.append(Check("tree", True, f"root {_short(root)} rebuilt from {builder.count} item(s)"))
+
+    # Step 6: every link back to the genesis: slot numbers, seq fields, parent digests, the commit-log root.
+    try:
+        chain_detail = _check_chain(store, run, sealed.seq, commit)
+        checks.append(Check("chain", True, chain_detail))
+    except CheckFailed as exc:
+        fail("chain", str(exc))
+
+    # Step 7: the completion marker, written last, names exactly this commit.
+    if sealed.marker is None:
+        fail("marker", f"completion marker missing: commit {_short(commit.digest)} is in the chain but the seal "
+                       "did not complete (re-run `ledger seal`)")
+    elif sealed.marker.run != run or sealed.marker.commit != commit.digest:
+        fail("marker", "completion marker does not name this commit")
+    else:
+        checks.append(Check("marker", True, "completion marker present"))
+    return res
+
+
+def _check_chain(store: Store, run: str, seq: int, commit: SignedCommit) -> str:
+    slots = slot_numbers(store)
+    if seq >= len(slots) or slots[: seq + 1] != list(range(seq + 1)):
+        raise CheckFailed(f"chain: slots 0..{seq} are not all present")
+    digests: list[bytes] = []
+    prev: bytes | None = None
+    for s in range(seq + 1):
+        c = commit if s == seq else read_slot(store, s)
+        b = c.body
+        if b.seq != s:
+            raise CheckFailed(f"chain: commit in slot {s} says seq {b.seq}")
+        if b.parent != prev:
+            raise CheckFailed(f"chain: commit {_short(c.digest)} (#{s}) does not link to its parent "
+                              f"{_short(prev) if prev else 'genesis'}")
+        if s < seq and b.run == run:
+            raise CheckFailed(f"chain: run {run} is sealed twice (#{s} and #{seq})")
+        prev = c.digest
+        digests.append(c.digest)
+    want = root_from_leaf_hashes(LOG_HASHER, [LOG_HASHER.leaf(d) for d in digests[:seq]])
+    if commit.body.log_root != want:
+        raise CheckFailed(f"chain: commit {_short(commit.digest)} commits to a log root that does not match "
+                          f"the {seq} commit(s) before it")
+    return f"{seq + 1} commit(s) linked back to the genesis"
