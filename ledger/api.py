@@ -44,7 +44,7 @@ class Ledger:
         self.store = store
 
     @classmethod
-    def open(cls, url: str | None = None) -> "Ledger":
+    def open(cls, url: str | None = None) -> Ledger:
         return cls(open_store(url))
 
     def init(self) -> bool:

@@ -34,7 +34,7 @@ def _err(msg: str) -> None:
 
 
 def _ts(ms: int) -> str:
-    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
 
 
@@ -181,7 +181,7 @@ def seal(ctx: click.Context, run: str, keyfile: str, as_json: bool) -> None:
     if res.completed_interrupted:
         click.echo(f"run {run}: completed an interrupted seal: commit b3:{res.digest.hex()[:16]} (#{res.seq})")
     else:
-        click.echo(f"run {run}: sealed {body.count} item(s), {body.bytes} bytes\n"
+        click.echo(f"run {run}: sealed {body.count} item(s), {body.total_bytes} bytes\n"
                    f"  commit  {res.digest.hex()}  (#{res.seq})\n  root    {body.root.hex()}\n"
                    f"  key     {body.key.hex()}")
 
@@ -247,7 +247,7 @@ def cat_cmd(ctx: click.Context, run: str, name: str) -> None:
 def _commit_json(seq: int, c: Any) -> dict[str, Any]:
     b = c.body
     return {"run": b.run, "commit": c.digest.hex(), "seq": seq, "parent": b.parent.hex() if b.parent else None,
-            "root": b.root.hex(), "items": b.count, "bytes": b.bytes, "time": _ts(b.time_ms),
+            "root": b.root.hex(), "items": b.count, "bytes": b.total_bytes, "time": _ts(b.time_ms),
             "key_id": b.key.hex(), "log": {"size": b.log_size, "root": b.log_root.hex()},
             "format": "ledger/1"}
 

@@ -97,7 +97,7 @@ class _NodePacks:
             self.done.append((self.up, self.recs))
             self.up = None
         ids = node_pack_ids(root, len(self.done))
-        for pid, (up, recs) in zip(ids, self.done):
+        for pid, (up, recs) in zip(ids, self.done, strict=True):
             up.commit_if_absent(pack_key(pid))
             self.store.put_if_absent(index_key(pid), encode_index(pid, recs))
         self.done = []
@@ -193,7 +193,7 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
             head = view.head
             seq = 0 if head is None else head.seq + 1
             body = CommitBody(run=run, seq=seq, parent=None if head is None else head.digest, root=root,
-                              count=builder.count, bytes=builder.bytes, time_ms=clock(), key=key.public.key_id,
+                              count=builder.count, total_bytes=builder.bytes, time_ms=clock(), key=key.public.key_id,
                               log_size=seq, log_root=view.log_root(seq))
             body_bytes = body.encode()
             commit = SignedCommit(body_bytes, key.sign(body_bytes), body)

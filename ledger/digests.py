@@ -42,7 +42,7 @@ def typed_digest(context: str, data: bytes) -> Digest:
     return Digest(blake3.blake3(data, derive_key_context=context).digest())
 
 
-def new_content_hasher(size_hint: int = 0) -> "blake3.blake3":
+def new_content_hasher(size_hint: int = 0) -> blake3.blake3:
     """A content hasher; large inputs get BLAKE3's multithreaded mode, which is still plain BLAKE3."""
     if size_hint >= THREADED_MIN:
         return blake3.blake3(max_threads=blake3.blake3.AUTO)

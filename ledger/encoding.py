@@ -129,7 +129,7 @@ def check_fields(value: Value, what: str, required: dict[str, type | tuple[type,
     for key in value:
         if key not in required and key not in optional:
             raise DecodeError(f"{what}: unknown field {key!r}")
-    for key, typ in required.items():
+    for key in required:
         if key not in value:
             raise DecodeError(f"{what}: missing field {key!r}")
     for key, typ in {**required, **optional}.items():

@@ -15,6 +15,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from .digests import CHUNK, Digest, content_digest, new_content_hasher
 from .errors import Contention, LedgerError, NotFound, Refused, StorageError, UsageError
@@ -182,7 +183,7 @@ class _Stager:
             except OSError as exc:
                 raise StorageError(f"{path}: cannot read ({exc.strerror})") from None
 
-    def _stream_loose(self, name: str, kind: str, f: "os._wrap_close | object", size: int) -> int:
+    def _stream_loose(self, name: str, kind: str, f: BinaryIO, size: int) -> int:
         """Copy a large file into the store once, hashing the bytes as they are written (never whole in memory)."""
         hasher = new_content_hasher(size)
         buf = bytearray(CHUNK)

@@ -14,11 +14,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .digests import CTX_KEY_ID, SIGNATURE_CONTEXT, typed_digest
+from .digests import CTX_KEY_ID, SIGNATURE_CONTEXT, Digest, typed_digest
 from .errors import NotFound, UsageError
 
 
-def key_id(public_raw: bytes) -> bytes:
+def key_id(public_raw: bytes) -> Digest:
     return typed_digest(CTX_KEY_ID, public_raw)
 
 
@@ -27,7 +27,7 @@ class PublicKey:
     raw: bytes
 
     @property
-    def key_id(self) -> bytes:
+    def key_id(self) -> Digest:
         return key_id(self.raw)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
@@ -58,7 +58,7 @@ class SigningKey:
         return self.private.sign(SIGNATURE_CONTEXT + message)
 
     @classmethod
-    def generate(cls) -> "SigningKey":
+    def generate(cls) -> SigningKey:
         return cls(Ed25519PrivateKey.generate())
 
 

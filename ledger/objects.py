@@ -52,7 +52,7 @@ class ItemEntry:
         return encoding.pack_trusted(self.to_value())
 
     @classmethod
-    def from_value(cls, v: Value, what: str = "item entry") -> "ItemEntry":
+    def from_value(cls, v: Value, what: str = "item entry") -> ItemEntry:
         m = check_fields(v, what, {"blake3": bytes, "kind": str, "name": str, "size": int})
         name = m["name"]
         problem = name_problem(name)
@@ -79,7 +79,7 @@ class ChildEntry:
         return encoding.pack_trusted(self.to_value())
 
     @classmethod
-    def from_value(cls, v: Value, what: str = "child entry") -> "ChildEntry":
+    def from_value(cls, v: Value, what: str = "child entry") -> ChildEntry:
         m = check_fields(v, what, {"count": int, "last": str, "node": bytes})
         if name_problem(m["last"]):
             raise DecodeError(f"{what}: invalid item name in 'last'")
@@ -105,14 +105,14 @@ class CommitBody:
     parent: Digest | None
     root: Digest
     count: int
-    bytes: int
+    total_bytes: int
     time_ms: int
     key: Digest
     log_size: int
     log_root: Digest
 
     def to_value(self) -> dict[str, Value]:
-        return {"bytes": self.bytes, "count": self.count, "format": FORMAT, "key": self.key,
+        return {"bytes": self.total_bytes, "count": self.count, "format": FORMAT, "key": self.key,
                 "log_root": self.log_root, "log_size": self.log_size, "parent": self.parent,
                 "root": self.root, "run": self.run, "seq": self.seq, "time": self.time_ms}
 
@@ -120,7 +120,7 @@ class CommitBody:
         return encoding.encode(self.to_value())
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str = "commit body") -> "CommitBody":
+    def from_bytes(cls, data: bytes, what: str = "commit body") -> CommitBody:
         m = encoding.decode_map(data, what, {
             "bytes": int, "count": int, "format": str, "key": bytes, "log_root": bytes, "log_size": int,
             "parent": (bytes, type(None)), "root": bytes, "run": str, "seq": int, "time": int})
@@ -157,11 +157,11 @@ class SignedCommit:
         return encoding.encode({"body": self.body_bytes, "sig": self.sig})
 
     @classmethod
-    def create(cls, body: CommitBody, sig: bytes) -> "SignedCommit":
+    def create(cls, body: CommitBody, sig: bytes) -> SignedCommit:
         return cls(body.encode(), sig, body)
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str = "commit") -> "SignedCommit":
+    def from_bytes(cls, data: bytes, what: str = "commit") -> SignedCommit:
         m = encoding.decode_map(data, what, {"body": bytes, "sig": bytes})
         if len(m["sig"]) != 64:
             raise DecodeError(f"{what}: signature is not 64 bytes")
@@ -185,7 +185,7 @@ class Marker:
                                 "run": self.run, "seq": self.seq})
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str = "completion marker") -> "Marker":
+    def from_bytes(cls, data: bytes, what: str = "completion marker") -> Marker:
         m = encoding.decode_map(data, what, {"commit": bytes, "format": str, "packs": list, "run": str,
                                              "seq": int})
         _format(m["format"], what)
@@ -218,7 +218,7 @@ class Batch:
         return encoding.encode({"format": FORMAT, "items": rows, "run": self.run})
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str = "batch") -> "Batch":
+    def from_bytes(cls, data: bytes, what: str = "batch") -> Batch:
         m = encoding.decode_map(data, what, {"format": str, "items": list, "run": str})
         _format(m["format"], what)
         items = []
@@ -241,7 +241,7 @@ class StoreConfig:
         return encoding.encode({"created": self.created_ms, "format": FORMAT})
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str = "store config") -> "StoreConfig":
+    def from_bytes(cls, data: bytes, what: str = "store config") -> StoreConfig:
         m = encoding.decode_map(data, what, {"created": int, "format": str})
         _format(m["format"], what)
         return cls(_nonneg(m["created"], f"{what}: created"))

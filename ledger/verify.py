@@ -265,8 +265,8 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
         root = builder.finish()
         if root != body.root:
             fail("tree", f"rebuilt root {_short(root)} differs from the sealed root {_short(body.root)}")
-        elif builder.count != body.count or builder.bytes != body.bytes:
-            fail("tree", f"commit says {body.count} items / {body.bytes} bytes, tree holds "
+        elif builder.count != body.count or builder.bytes != body.total_bytes:
+            fail("tree", f"commit says {body.count} items / {body.total_bytes} bytes, tree holds "
                          f"{builder.count} / {builder.bytes}")
         else:
             checks.append(Check("tree", True, f"root {_short(root)} rebuilt from {builder.count} item(s)"))

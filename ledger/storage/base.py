@@ -39,7 +39,7 @@ class Upload(ABC):
     @abstractmethod
     def abort(self) -> None: ...
 
-    def __enter__(self) -> "Upload":
+    def __enter__(self) -> Upload:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -49,7 +49,7 @@ class Upload(ABC):
 class RangeReader:
     """Reads byte ranges of one object, keeping whatever handle the backend needs open between reads."""
 
-    def __init__(self, store: "Store", key: str) -> None:
+    def __init__(self, store: Store, key: str) -> None:
         self.store, self.key = store, key
 
     def read_at(self, offset: int, length: int) -> bytes:
@@ -127,5 +127,5 @@ class Store(ABC):
         """
         yield False
 
-    def sync(self) -> None:
+    def sync(self) -> None:  # noqa: B027 - optional hook, a no-op for backends durable per write
         """Make everything written so far durable (backends that are durable per write do nothing)."""

@@ -34,7 +34,7 @@ def _io_error(what: str, exc: OSError) -> StorageError:
 
 
 class _LocalUpload(Upload):
-    def __init__(self, store: "LocalStore") -> None:
+    def __init__(self, store: LocalStore) -> None:
         self._store = store
         self._tmp = store._tmp_path()
         try:
@@ -67,14 +67,12 @@ class _LocalUpload(Upload):
         if self._f is not None:
             self._f.close()
             self._f = None
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
 
 
 class _LocalRangeReader(RangeReader):
-    def __init__(self, store: "LocalStore", key: str) -> None:
+    def __init__(self, store: LocalStore, key: str) -> None:
         super().__init__(store, key)
         try:
             self._fd: int | None = os.open(store._path(key), os.O_RDONLY)
@@ -122,10 +120,8 @@ class LocalStore(Store):
             missing.append(p)
             p = os.path.dirname(p)
         for m in reversed(missing):
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(m)
-            except FileExistsError:
-                pass
             _fsync_dir(os.path.dirname(m))
         self._dirs.add(d)
 

@@ -7,12 +7,12 @@ import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from ..errors import Corrupt, NotFound, StorageError
+from ..errors import Corrupt, NotFound
 from .base import Store, Upload, check_key
 
 
 class _MemUpload(Upload):
-    def __init__(self, store: "MemoryStore") -> None:
+    def __init__(self, store: MemoryStore) -> None:
         self._store = store
         self._buf: io.BytesIO | None = io.BytesIO()
 
