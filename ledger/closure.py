@@ -16,13 +16,13 @@ from . import encoding
 from .chain import ChainEntry, ChainView
 from .digests import FORMAT, Digest
 from .errors import CheckFailed, Contention, NotFound
-from .evidence import staged_batch_keys, staged_items
+from .evidence import _require_store, staged_batch_keys, staged_items
 from .keys import SigningKey
-from .layout import CONFIG, marker_key, node_pack_ids, sealing_key, slot_key
+from .layout import marker_key, node_pack_ids, sealing_key, slot_key
 from .objects import CommitBody, ItemEntry, Marker, SignedCommit, StagedItem
 from .packs import MAX_PACK_BYTES, ContentIndex, encode_index, index_key, pack_key
 from .storage import Store, Upload
-from .tree import TreeBuilder
+from .tree import TreeBuilder, walk
 
 MAX_SLOT_ATTEMPTS = 1000
 
@@ -50,8 +50,8 @@ class SealResult:
 
 
 def require_store(store: Store) -> None:
-    if not store.exists(CONFIG):
-        raise NotFound(f"store {store.url}: no ledger store here (run `ledger init`)")
+    """The store exists and its config is a valid ledger/1 config (a damaged one is Corrupt, exit 1)."""
+    _require_store(store)
 
 
 def readiness(store: Store, run: str, staged: dict[str, StagedItem]) -> list[Criterion]:
@@ -120,8 +120,32 @@ def existing_node_packs(store: Store, root: Digest) -> list[str]:
 
 
 def _marker_for(store: Store, run: str, entry: ChainEntry, staged: dict[str, StagedItem]) -> Marker:
-    packs = sorted({s.pack for s in staged.values() if s.pack is not None})
-    return Marker(run, entry.seq, entry.digest, tuple(packs + existing_node_packs(store, entry.commit.body.root)))
+    """The marker for a commit that landed without one. Its packs come from the sealed tree, not from staging alone:
+    staging is gone when the marker was lost after the seal had completed (and cleaned up)."""
+    root = entry.commit.body.root
+    node_packs = existing_node_packs(store, root)
+    nodes = ContentIndex(store)
+    for pid in node_packs:
+        nodes.load(pid)
+    content: ContentIndex | None = None
+    packs: set[str] = set()
+    try:
+        for item in walk(nodes.read, root):
+            s = staged.get(item.name)
+            if s is not None and s.entry == item and s.pack is not None:
+                packs.add(s.pack)
+                continue
+            if content is None:
+                content = ContentIndex(store)
+                content.load_all()
+            loc = content.locate(item.blake3)
+            if loc is not None and loc[0] not in node_packs:
+                packs.add(loc[0])
+    finally:
+        nodes.close()
+        if content is not None:
+            content.close()
+    return Marker(run, entry.seq, entry.digest, tuple(sorted(packs) + node_packs))
 
 
 def _cleanup(store: Store, run: str, batch_keys: list[str]) -> None:
@@ -158,22 +182,33 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
                                  "another writer; its completion marker is now written")
             return SealResult(run, done.seq, done.commit, True, [])
 
-        staged = staged_items(store, run)
-        if not staged and next(iter(store.list(f"runs/{run}/")), None) is None:
-            raise NotFound(f"run {run}: no such run")
-        criteria = readiness(store, run, staged)
-        failed = [c for c in criteria if not c.ok]
-        if failed:
-            raise CheckFailed(f"run {run}: not ready to seal: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+        try:
+            staged = staged_items(store, run)
+            if not staged and next(iter(store.list(f"runs/{run}/")), None) is None:
+                raise NotFound(f"run {run}: no such run")
+            criteria = readiness(store, run, staged)
+            failed = [c for c in criteria if not c.ok]
+            if failed:
+                raise CheckFailed(f"run {run}: not ready to seal: "
+                                  + "; ".join(f"{c.name}: {c.detail}" for c in failed))
 
-        # Fence late adds, then re-read: anything staged before the fence is in; anything after is refused.
-        store.put_if_absent(sealing_key(run), encoding.encode({"format": FORMAT, "run": run, "time": clock()}))
-        batch_keys = staged_batch_keys(store, run)
-        staged = staged_items(store, run)
-        criteria = readiness(store, run, staged)
-        failed = [c for c in criteria if not c.ok]
-        if failed:
-            raise CheckFailed(f"run {run}: not ready to seal: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+            # Fence late adds, then re-read: anything staged before the fence is in; anything after is refused.
+            store.put_if_absent(sealing_key(run), encoding.encode({"format": FORMAT, "run": run, "time": clock()}))
+            batch_keys = staged_batch_keys(store, run)
+            staged = staged_items(store, run)
+            criteria = readiness(store, run, staged)
+            failed = [c for c in criteria if not c.ok]
+            if failed:
+                raise CheckFailed(f"run {run}: not ready to seal: "
+                                  + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+        except (CheckFailed, NotFound):
+            # Without a lease another sealer of this run may have won meanwhile and cleaned up its staging, which
+            # looks like an empty run or a vanished batch from here: that is contention, not a failed check.
+            view.refresh()
+            won = view.find_run(run)
+            if won is not None:
+                raise _sealed_error(run, won.seq, won.digest) from None
+            raise
 
         say(f"building the evidence tree over {len(staged)} item(s)")
         nodes = _NodePacks(store)

@@ -62,7 +62,10 @@ def _sorted(value: Value) -> Value:
 def encode(value: Value) -> bytes:
     """The canonical bytes of ``value``; raises :class:`DecodeError` for values outside the subset."""
     _check(value, 0)
-    out = msgpack.packb(_sorted(value), use_bin_type=True)
+    try:
+        out = msgpack.packb(_sorted(value), use_bin_type=True)
+    except UnicodeEncodeError:  # a lone surrogate: not a sequence of Unicode scalar values, so not UTF-8
+        raise DecodeError("string is not valid Unicode (it holds a surrogate code point)") from None
     assert isinstance(out, bytes)
     return out
 

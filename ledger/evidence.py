@@ -69,14 +69,30 @@ def check_open(store: Store, run: str) -> None:
 
 
 def _walk(root: str) -> Iterable[str]:
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
-        dirnames.sort()
-        for fn in sorted(filenames):
-            yield os.path.join(dirpath, fn)
+    """Every file under ``root``: a directory's files in name order, then its subdirectories in name order.
 
-
-def _raise(exc: OSError) -> None:
-    raise exc
+    Anything that is not a regular file -- a FIFO (opening one blocks forever), socket, device or dangling symbolic
+    link -- is refused here, before any byte is stored. Like ``os.walk``, symbolic links to directories are not
+    followed. ``DirEntry`` type checks cost no extra system call for plain files."""
+    pending = [root]
+    while pending:
+        d = pending.pop()
+        files, subdirs = [], []
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    subdirs.append(e.name)
+                elif e.is_file():
+                    files.append(e.name)
+                elif e.is_symlink() and e.is_dir():
+                    continue
+                elif e.is_symlink() and not os.path.exists(e.path):
+                    raise NotFound(f"{e.path}: no such file (dangling symbolic link)")
+                else:
+                    raise Refused(f"{e.path}: not a regular file or directory")
+        for fn in sorted(files):
+            yield os.path.join(d, fn)
+        pending.extend(os.path.join(d, sd) for sd in sorted(subdirs, reverse=True))
 
 
 def plan_paths(paths: list[str], as_name: str | None, run: str) -> list[tuple[str, str]]:
@@ -199,10 +215,11 @@ class _Stager:
                 up.write(view[:n])
                 total += n
             digest = Digest(hasher.digest())
+            # Bind first: a name already bound to other content is refused before the object is published.
+            self._bind(ItemEntry(name, kind, total, digest), None)
             up.commit_if_absent(loose_key(digest))
         finally:
             up.abort()
-        self._bind(ItemEntry(name, kind, total, digest), None)
         return total
 
     def commit(self) -> None:
@@ -224,10 +241,15 @@ class _Stager:
 
 
 def _require_store(store: Store) -> None:
+    """The store exists and its config is a valid ledger/1 config (a damaged one is Corrupt, exit 1)."""
     from .layout import CONFIG
+    from .objects import StoreConfig
 
-    if not store.exists(CONFIG):
-        raise NotFound(f"store {store.url}: no ledger store here (run `ledger init`)")
+    try:
+        data = store.get(CONFIG)
+    except NotFound:
+        raise NotFound(f"store {store.url}: no ledger store here (run `ledger init`)") from None
+    StoreConfig.from_bytes(data, f"store {store.url}: config")
 
 
 def add_paths(store: Store, run: str, paths: list[str], kind: str = "file", as_name: str | None = None,

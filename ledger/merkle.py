@@ -137,16 +137,19 @@ def verify_inclusion(hasher: Hasher, index: int, size: int, leaf_hash: bytes, pr
 def verify_consistency(hasher: Hasher, size1: int, size2: int, root1: bytes, root2: bytes,
                        proof: Sequence[bytes]) -> None:
     """Raise :class:`ProofError` unless the tree of ``size2`` leaves only appended to the one of ``size1``."""
-    if len(root1) != hasher.size or len(root2) != hasher.size:
-        raise ProofError("root hash has the wrong length")
     if size1 < 0 or size2 < size1:
         raise ProofError(f"size2 ({size2}) < size1 ({size1})")
+    if size1 == 0 and root1 != hasher.empty():
+        # The empty tree has one root, MTH({}) = HASH(); anything else claimed for size 0 is wrong.
+        raise ProofError("size1 is 0 but root1 is not the empty tree's root", expected=hasher.empty(), got=root1)
     if size1 == size2:
         if proof:
             raise ProofError("size1 == size2 but the proof is not empty")
         if root1 != root2:
             raise ProofError("equal sizes but different roots", expected=root1, got=root2)
         return
+    if len(root1) != hasher.size or len(root2) != hasher.size:
+        raise ProofError("root hash has the wrong length")
     if size1 == 0:
         if proof:
             raise ProofError("size1 is 0 but the proof is not empty")

@@ -176,6 +176,8 @@ def _check_content(store: Store, sealed: SealedRun, entry: ItemEntry) -> str | N
             data = sealed.index.read(d)
         except CheckFailed as exc:
             return str(exc)
+        except NotFound:
+            return f"content missing from the store (pack {loc[0]} is gone)"
         got, size = content_digest(data), len(data)
         where = f"pack {loc[0]}"
     if size != entry.size:
@@ -217,7 +219,8 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     commit, body = sealed.commit, sealed.commit.body
     res.commit, res.root, res.seq = commit.digest, body.root, sealed.seq
     if body.run != run:
-        return fail("commit", f"commit slot {sealed.seq} seals run {body.run!r}, not this run")
+        via = "the completion marker points at " if sealed.marker is not None else ""
+        return fail("commit", f"{via}commit slot {sealed.seq}, which seals run {body.run!r}, not this run")
     if body.seq != sealed.seq:
         return fail("commit", f"commit in slot {sealed.seq} says seq {body.seq}")
     checks.append(Check("commit", True, f"commit {_short(commit.digest)} in slot {sealed.seq}"))

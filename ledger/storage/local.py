@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -76,10 +77,13 @@ class _LocalRangeReader(RangeReader):
         super().__init__(store, key)
         try:
             self._fd: int | None = os.open(store._path(key), os.O_RDONLY)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"{key}: no such object") from None
         except OSError as exc:
             raise _io_error(key, exc) from None
+        if stat.S_ISDIR(os.fstat(self._fd).st_mode):  # a key prefix, not an object
+            self.close()
+            raise NotFound(f"{key}: no such object")
 
     def read_at(self, offset: int, length: int) -> bytes:
         assert self._fd is not None
@@ -106,7 +110,9 @@ class LocalStore(Store):
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def _path(self, key: str) -> str:
-        return os.path.join(self.root, *check_key(key).split("/"))
+        if check_key(key).split("/", 1)[0] == _TMP:  # temporary files and locks live there, never objects
+            raise StorageError(f"invalid storage key {key!r}: {_TMP}/ is reserved by the local store")
+        return os.path.join(self.root, *key.split("/"))
 
     def _tmp_path(self) -> str:
         return os.path.join(self.root, _TMP, f"{os.getpid()}-{secrets.token_hex(8)}")
@@ -150,9 +156,7 @@ class LocalStore(Store):
         try:
             with open(self._path(key), "rb") as f:
                 return f.read()
-        except FileNotFoundError:
-            raise NotFound(f"{key}: no such object") from None
-        except IsADirectoryError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(f"{key}: no such object") from None
         except OSError as exc:
             raise _io_error(key, exc) from None
@@ -161,7 +165,7 @@ class LocalStore(Store):
         try:
             with open(self._path(key), "rb") as f:
                 data = os.pread(f.fileno(), length, offset) if length else b""
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(f"{key}: no such object") from None
         except OSError as exc:
             raise _io_error(key, exc) from None
@@ -173,7 +177,7 @@ class LocalStore(Store):
     def open_read(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(f"{key}: no such object") from None
         except OSError as exc:
             raise _io_error(key, exc) from None
@@ -185,7 +189,7 @@ class LocalStore(Store):
             return None
         except OSError as exc:
             raise _io_error(key, exc) from None
-        return st.st_size
+        return None if stat.S_ISDIR(st.st_mode) else st.st_size  # a directory is a key prefix, not an object
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         up = self.upload()
@@ -240,7 +244,7 @@ class LocalStore(Store):
     def delete(self, key: str) -> None:
         try:
             os.unlink(self._path(key))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return
         except OSError as exc:
             raise _io_error(key, exc) from None
@@ -253,7 +257,7 @@ class LocalStore(Store):
             base_dir, part = prefix.rstrip("/"), ""
         start = os.path.join(self.root, *base_dir.split("/")) if base_dir else self.root
         out: list[str] = []
-        if not os.path.isdir(start):
+        if not os.path.isdir(start) or base_dir.split("/", 1)[0] == _TMP:
             return iter(out)
         try:
             for dirpath, dirnames, filenames in os.walk(start):

@@ -1,0 +1,800 @@
+"""The ledger/1 test vectors (spec/vectors/*.json) against the implementation, and against small reference
+implementations written from spec/ alone (canonical encoder and decoder, RFC 9162 tree hash, evidence tree), so the
+code, the vectors and the prose cannot drift apart. Also checks that tools/gen_vectors.py regenerates the vectors
+byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import blake3
+import msgpack
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ledger import encoding, layout, packs, tree
+from ledger.digests import (
+    CTX_BOUNDARY,
+    CTX_COMMIT,
+    CTX_KEY_ID,
+    CTX_LOG,
+    CTX_NODE,
+    CTX_PACK_INDEX,
+    CTX_TREE,
+    FORMAT,
+    SIGNATURE_CONTEXT,
+    Digest,
+    content_digest,
+    hash_stream,
+    typed_digest,
+)
+from ledger.errors import CheckFailed, Corrupt, DecodeError
+from ledger.keys import PublicKey, SigningKey, key_id
+from ledger.merkle import (
+    SHA256,
+    Hasher,
+    ProofError,
+    blake3_hasher,
+    root,
+    verify_consistency,
+    verify_inclusion,
+)
+from ledger.objects import Batch, ChildEntry, CommitBody, ItemEntry, Marker, SignedCommit, StoreConfig, node_id
+
+REPO = Path(__file__).resolve().parent.parent
+VECTORS = REPO / "spec" / "vectors"
+GEN = REPO / "tools" / "gen_vectors.py"
+
+
+@cache
+def load(name: str) -> Any:
+    with open(VECTORS / name, encoding="utf-8") as f:
+        doc = json.load(f)
+    assert doc["format"] == "ledger/1"
+    return doc
+
+
+def cases(name: str, key: str) -> list[Any]:
+    return list(load(name)[key])
+
+
+def ids(items: list[Any]) -> list[str]:
+    return [str(c.get("name") or c.get("type") or i) for i, c in enumerate(items)]
+
+
+def from_tv(j: Any) -> Any:
+    """The typed JSON notation of spec/README.md, back to a value."""
+    (tag, v), = j.items()
+    if tag == "nil":
+        return None
+    if tag == "bool":
+        assert isinstance(v, bool)
+        return v
+    if tag == "int":
+        return int(v)
+    if tag == "float":
+        return float(v)
+    if tag == "str":
+        return v
+    if tag == "bin":
+        return bytes.fromhex(v)
+    if tag == "array":
+        return [from_tv(x) for x in v]
+    if tag == "map":
+        return {from_tv(k): from_tv(x) for k, x in v}
+    raise AssertionError(f"unknown tag {tag}")
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality that also tells bool from int and str from bytes (Python's == does not)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+# --- a reference canonical encoder and decoder, written from spec/encoding.md --------------------------------------
+
+class RefError(Exception):
+    pass
+
+
+def ref_encode(v: Any, depth: int = 0) -> bytes:
+    if depth > 32:
+        raise RefError("too deep")
+    if v is None:
+        return b"\xc0"
+    if v is False:
+        return b"\xc2"
+    if v is True:
+        return b"\xc3"
+    if type(v) is int:
+        if v >= 0:
+            for limit, head, fmt in ((2**7, None, ""), (2**8, 0xcc, ">B"), (2**16, 0xcd, ">H"), (2**32, 0xce, ">I"),
+                                     (2**64, 0xcf, ">Q")):
+                if v < limit:
+                    return bytes([v]) if head is None else bytes([head]) + struct.pack(fmt, v)
+            raise RefError("int too large")
+        for low, head, fmt in ((-32, None, ""), (-(2**7), 0xd0, ">b"), (-(2**15), 0xd1, ">h"), (-(2**31), 0xd2, ">i"),
+                               (-(2**63), 0xd3, ">q")):
+            if v >= low:
+                return bytes([v & 0xff]) if head is None else bytes([head]) + struct.pack(fmt, v)
+        raise RefError("int too small")
+    if type(v) is str:
+        b = v.encode("utf-8")
+        return _ref_head(len(b), 0xa0, 32, (0xd9, 0xda, 0xdb)) + b
+    if type(v) is bytes:
+        return _ref_head(len(v), None, 0, (0xc4, 0xc5, 0xc6)) + v
+    if type(v) is list:
+        return _ref_head(len(v), 0x90, 16, (None, 0xdc, 0xdd)) + b"".join(ref_encode(x, depth + 1) for x in v)
+    if type(v) is dict:
+        if not all(type(k) is str for k in v):
+            raise RefError("map key not str")
+        keys = sorted(v, key=lambda k: k.encode("utf-8"))
+        return _ref_head(len(v), 0x80, 16, (None, 0xde, 0xdf)) + b"".join(
+            ref_encode(k, depth + 1) + ref_encode(v[k], depth + 1) for k in keys)
+    raise RefError(f"type {type(v).__name__}")
+
+
+def _ref_head(n: int, fix: int | None, fix_limit: int, heads: tuple[int | None, int, int]) -> bytes:
+    if fix is not None and n < fix_limit:
+        return bytes([fix | n])
+    h8, h16, h32 = heads
+    if h8 is not None and n < 2**8:
+        return bytes([h8, n])
+    if n < 2**16:
+        return bytes([h16]) + struct.pack(">H", n)
+    return bytes([h32]) + struct.pack(">I", n)
+
+
+def ref_decode(data: bytes) -> Any:
+    """Strict decoding by the rules of spec/encoding.md, each checked explicitly (no re-encoding)."""
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(data):
+            raise RefError("truncated")
+        out = data[pos:pos + n]
+        pos += n
+        return out
+
+    def uint(n: int) -> int:
+        return int.from_bytes(take(n), "big")
+
+    def length(n: int, minimum: int) -> int:
+        v = uint(n)
+        if v < minimum:
+            raise RefError("length not in its shortest form")
+        return v
+
+    def text(n: int) -> str:
+        try:
+            return take(n).decode("utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise RefError("invalid UTF-8") from None
+
+    def value(depth: int) -> Any:
+        if depth > 32:
+            raise RefError("too deep")
+        b = take(1)[0]
+        if b <= 0x7f:
+            return b
+        if b >= 0xe0:
+            return b - 0x100
+        if 0xa0 <= b <= 0xbf:
+            return text(b & 0x1f)
+        if 0x90 <= b <= 0x9f:
+            return [value(depth + 1) for _ in range(b & 0x0f)]
+        if 0x80 <= b <= 0x8f:
+            return mapping(b & 0x0f, depth)
+        if b == 0xc0:
+            return None
+        if b in (0xc2, 0xc3):
+            return b == 0xc3
+        if b in (0xcc, 0xcd, 0xce, 0xcf):
+            n = 1 << (b - 0xcc)
+            v = uint(n)
+            if v < (128 if n == 1 else 1 << (4 * n)):
+                raise RefError("uint not in its shortest form")
+            return v
+        if b in (0xd0, 0xd1, 0xd2, 0xd3):
+            n = 1 << (b - 0xd0)
+            v = int.from_bytes(take(n), "big", signed=True)
+            if v >= 0:
+                raise RefError("non-negative int in the signed family")
+            if v >= (-32 if n == 1 else -(1 << (8 * (n // 2) - 1))):
+                raise RefError("int not in its shortest form")
+            return v
+        if b in (0xd9, 0xda, 0xdb):
+            n = 1 << (b - 0xd9)
+            return text(length(n, 32 if n == 1 else 1 << (4 * n)))
+        if b in (0xc4, 0xc5, 0xc6):
+            n = 1 << (b - 0xc4)
+            return take(length(n, 0 if n == 1 else 1 << (4 * n)))
+        if b in (0xdc, 0xdd):
+            n = 2 if b == 0xdc else 4
+            return [value(depth + 1) for _ in range(length(n, 16 if n == 2 else 1 << 16))]
+        if b in (0xde, 0xdf):
+            n = 2 if b == 0xde else 4
+            return mapping(length(n, 16 if n == 2 else 1 << 16), depth)
+        raise RefError(f"type byte 0x{b:02x} not allowed")
+
+    def mapping(n: int, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        prev: bytes | None = None
+        for _ in range(n):
+            k = value(depth + 1)
+            if type(k) is not str:
+                raise RefError("map key not str")
+            kb = k.encode("utf-8")
+            if prev is not None and kb <= prev:
+                raise RefError("map keys not strictly increasing")
+            prev = kb
+            out[k] = value(depth + 1)
+        return out
+
+    v = value(0)
+    if pos != len(data):
+        raise RefError("trailing bytes")
+    return v
+
+
+# --- reference Merkle tree hash and evidence tree, written from spec/merkle.md and spec/tree.md --------------------
+
+def dk(context: str, data: bytes) -> bytes:
+    return blake3.blake3(data, derive_key_context=context).digest()
+
+
+def ref_mth(h: Any, leaves: list[bytes]) -> bytes:
+    """MTH of RFC 9162 section 2.1.1, recursively."""
+    n = len(leaves)
+    if n == 0:
+        return bytes(h(b""))
+    if n == 1:
+        return bytes(h(b"\x00" + leaves[0]))
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return bytes(h(b"\x01" + ref_mth(h, leaves[:k]) + ref_mth(h, leaves[k:])))
+
+
+def tree_h(data: bytes) -> bytes:
+    return dk(CTX_TREE, data)
+
+
+def ref_rank(key: str) -> int:
+    v = int.from_bytes(dk(CTX_BOUNDARY, key.encode("utf-8"))[:8], "big")
+    zeros = 64 if v == 0 else 64 - v.bit_length()
+    return zeros // 6
+
+
+def ref_tree(items: list[dict[str, Any]]) -> tuple[bytes, list[list[dict[str, Any]]]]:
+    """The evidence tree level by level, exactly as spec/tree.md states it (not streaming)."""
+    entries = [(it["name"], {"blake3": it["blake3"], "kind": it["kind"], "name": it["name"], "size": it["size"]}, 1)
+               for it in items]
+    levels: list[list[dict[str, Any]]] = []
+    level = 0
+    while True:
+        groups: list[list[tuple[str, dict[str, Any], int]]] = [[]]
+        for i, e in enumerate(entries):
+            groups[-1].append(e)
+            if ref_rank(e[0]) > level and i != len(entries) - 1:
+                groups.append([])
+        nodes = []
+        for g in groups:
+            count = sum(c for _, _, c in g)
+            er = ref_mth(tree_h, [ref_encode(v) for _, v, _ in g])
+            nid = dk(CTX_NODE, ref_encode({"count": count, "level": level, "root": er}))
+            nodes.append({"id": nid, "level": level, "count": count, "last": g[-1][0] if g else None,
+                          "entries": len(g), "entries_root": er,
+                          "bytes": ref_encode({"entries": [v for _, v, _ in g], "level": level})})
+        levels.append(nodes)
+        if len(nodes) == 1:
+            return nodes[0]["id"], levels
+        entries = [(n["last"], {"count": n["count"], "last": n["last"], "node": n["id"]}, n["count"]) for n in nodes]
+        level += 1
+
+
+# --- encoding.json -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", cases("encoding.json", "valid"), ids=ids(cases("encoding.json", "valid")))
+def test_encoding_valid(case: dict[str, Any]) -> None:
+    value, data = from_tv(case["value"]), bytes.fromhex(case["hex"])
+    assert encoding.encode(value) == data
+    assert ref_encode(value) == data
+    assert same(encoding.decode(data), value)
+    assert same(ref_decode(data), value)
+
+
+@pytest.mark.parametrize("case", cases("encoding.json", "invalid"), ids=ids(cases("encoding.json", "invalid")))
+def test_encoding_invalid(case: dict[str, Any]) -> None:
+    data = bytes.fromhex(case["hex"])
+    with pytest.raises(DecodeError):
+        encoding.decode(data)
+    with pytest.raises(RefError):
+        ref_decode(data)
+    if case["class"] == "non-canonical":
+        # Well-formed MessagePack of allowed types: only the canonical-form rules refuse it.
+        msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+@pytest.mark.parametrize("case", cases("encoding.json", "unencodable"), ids=ids(cases("encoding.json", "unencodable")))
+def test_encoding_unencodable(case: dict[str, Any]) -> None:
+    value = from_tv(case["value"])
+    with pytest.raises(DecodeError):
+        encoding.encode(value)
+    with pytest.raises(RefError):
+        ref_encode(value)
+
+
+def test_encoding_vectors_cover_every_header_family() -> None:
+    firsts = {bytes.fromhex(c["hex"])[0] for c in cases("encoding.json", "valid")}
+    for head in (0x00, 0x7f, 0xe0, 0xff, 0xa0, 0x90, 0x80, 0xc0, 0xc2, 0xc3, 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2,
+                 0xd3, 0xd9, 0xda, 0xc4, 0xc5, 0xdc, 0xde):
+        assert head in firsts, f"no valid vector starts with 0x{head:02x}"
+
+
+# --- digests.json --------------------------------------------------------------------------------------------------
+
+def test_digest_contexts_match_the_implementation() -> None:
+    doc = load("digests.json")
+    assert doc["contexts"] == {"evidence-tree": CTX_TREE, "tree-node": CTX_NODE, "commit": CTX_COMMIT,
+                               "commit-log": CTX_LOG, "key-id": CTX_KEY_ID, "node-boundary": CTX_BOUNDARY,
+                               "pack-index": CTX_PACK_INDEX}
+    assert len(set(doc["contexts"].values())) == len(doc["contexts"])
+    sc = doc["signature_context"]
+    assert bytes.fromhex(sc["hex"]) == SIGNATURE_CONTEXT == sc["text"].encode("ascii")
+    assert sc["length"] == len(SIGNATURE_CONTEXT) and SIGNATURE_CONTEXT.endswith(b"\x00")
+    assert doc["format"] == FORMAT
+
+
+@pytest.mark.parametrize("case", cases("digests.json", "content"))
+def test_content_digest(case: dict[str, Any]) -> None:
+    data = bytes.fromhex(case["input_hex"])
+    assert content_digest(data).hex() == case["blake3"]
+    assert blake3.blake3(data).hexdigest() == case["blake3"]
+    assert hash_stream(io.BytesIO(data)) == (bytes.fromhex(case["blake3"]), len(data))
+
+
+def test_content_digest_is_what_b3sum_prints() -> None:
+    b3sum = shutil.which("b3sum")
+    if b3sum is None:
+        pytest.skip("b3sum is not installed")
+    for case in cases("digests.json", "content"):
+        out = subprocess.run([b3sum, "--no-names"], input=bytes.fromhex(case["input_hex"]), capture_output=True,
+                             check=True)
+        assert out.stdout.decode().strip() == case["blake3"]
+
+
+@pytest.mark.parametrize("case", cases("digests.json", "typed"))
+def test_typed_digest(case: dict[str, Any]) -> None:
+    data = bytes.fromhex(case["input_hex"])
+    assert typed_digest(case["context"], data).hex() == case["digest"]
+    assert dk(case["context"], data).hex() == case["digest"]
+    assert case["digest"] != content_digest(data).hex()
+
+
+def test_typed_digests_differ_per_context() -> None:
+    by_input: dict[str, set[str]] = {}
+    for c in cases("digests.json", "typed"):
+        by_input.setdefault(c["input_hex"], set()).add(c["digest"])
+    for digests_ in by_input.values():
+        assert len(digests_) == len(load("digests.json")["contexts"])
+
+
+@pytest.mark.parametrize("case", cases("digests.json", "key_id"))
+def test_key_id(case: dict[str, Any]) -> None:
+    pub = bytes.fromhex(case["public_key"])
+    assert key_id(pub).hex() == case["key_id"] == dk(CTX_KEY_ID, pub).hex()
+    assert PublicKey(pub).key_id.hex() == case["key_id"]
+
+
+# --- merkle.json ---------------------------------------------------------------------------------------------------
+
+HASHERS: dict[str, Hasher] = {"evidence-tree": tree.TREE_HASHER, "commit-log": blake3_hasher(CTX_LOG),
+                              "sha256": SHA256}
+
+
+@pytest.mark.parametrize("case", cases("merkle.json", "trees"))
+def test_merkle_root(case: dict[str, Any]) -> None:
+    hasher = HASHERS[case["hasher"]]
+    data = [bytes.fromhex(x) for x in case["leaves_hex"]]
+    assert [hasher.leaf(d).hex() for d in data] == case["leaf_hashes"]
+    assert root(hasher, data).hex() == case["root"]
+    assert ref_mth(hasher.fn, data).hex() == case["root"]
+
+
+def test_merkle_hashers_are_the_spec_ones() -> None:
+    doc = load("merkle.json")
+    assert doc["hashers"]["evidence-tree"]["context"] == CTX_TREE
+    assert doc["hashers"]["commit-log"]["context"] == CTX_LOG
+    assert tree.TREE_HASHER.fn(b"x") == dk(CTX_TREE, b"x")
+    assert HASHERS["commit-log"].fn(b"x") == dk(CTX_LOG, b"x")
+    empty = [c for c in cases("merkle.json", "trees") if c["hasher"] == "sha256" and not c["leaves_hex"]]
+    assert empty[0]["root"] == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # RFC 9162 MTH({})
+
+
+@pytest.mark.parametrize("case", cases("merkle.json", "inclusion"))
+def test_merkle_inclusion(case: dict[str, Any]) -> None:
+    hasher = HASHERS[case["hasher"]]
+    proof = [bytes.fromhex(p) for p in case["proof"]]
+    leaf, rt = bytes.fromhex(case["leaf_hash"]), bytes.fromhex(case["root"])
+    verify_inclusion(hasher, case["index"], case["size"], leaf, proof, rt)
+    if proof:
+        bad = [bytearray(p) for p in proof]
+        bad[-1][0] ^= 1
+        with pytest.raises(ProofError):
+            verify_inclusion(hasher, case["index"], case["size"], leaf, [bytes(b) for b in bad], rt)
+    with pytest.raises(ProofError):
+        verify_inclusion(hasher, case["index"], case["size"] * 2, leaf, proof, rt)
+    with pytest.raises(ProofError):
+        verify_inclusion(hasher, case["index"], case["size"], bytes([leaf[0] ^ 1]) + leaf[1:], proof, rt)
+
+
+@pytest.mark.parametrize("case", cases("merkle.json", "consistency"))
+def test_merkle_consistency(case: dict[str, Any]) -> None:
+    hasher = HASHERS[case["hasher"]]
+    proof = [bytes.fromhex(p) for p in case["proof"]]
+    r1, r2 = bytes.fromhex(case["root1"]), bytes.fromhex(case["root2"])
+    verify_consistency(hasher, case["size1"], case["size2"], r1, r2, proof)
+    with pytest.raises(ProofError):
+        verify_consistency(hasher, case["size1"], case["size2"], r2, r1, proof)
+
+
+# --- tree.json -----------------------------------------------------------------------------------------------------
+
+def test_tree_parameters() -> None:
+    p = load("tree.json")["parameters"]
+    assert (p["bits_per_level"], p["boundary_context"], p["tree_context"], p["node_context"]) == (
+        tree.BITS_PER_LEVEL, CTX_BOUNDARY, CTX_TREE, CTX_NODE)
+
+
+@pytest.mark.parametrize("case", cases("tree.json", "ranks"), ids=ids(cases("tree.json", "ranks")))
+def test_rank(case: dict[str, Any]) -> None:
+    assert dk(CTX_BOUNDARY, case["key"].encode()).hex() == case["boundary_hash"]
+    assert tree.rank(case["key"]) == ref_rank(case["key"]) == case["rank"]
+
+
+def vector_items(case: dict[str, Any]) -> list[ItemEntry]:
+    return [ItemEntry(i["name"], i["kind"], i["size"], Digest(bytes.fromhex(i["blake3"]))) for i in case["items"]]
+
+
+@pytest.mark.parametrize("case", cases("tree.json", "cases"), ids=ids(cases("tree.json", "cases")))
+def test_tree_case(case: dict[str, Any]) -> None:
+    items = vector_items(case)
+    names = [i.name.encode() for i in items]
+    assert names == sorted(names) and len(set(names)) == len(names)
+    assert all(tree.rank(i["name"]) == i["rank"] for i in case["items"])
+
+    # The implementation's streaming builder: same root, same set of nodes.
+    emitted: dict[bytes, bytes] = {}
+    got_root, count = tree.build(items, lambda nid, data: emitted.__setitem__(nid, data))
+    assert got_root.hex() == case["root"] and count == case["count"]
+    want = {bytes.fromhex(n["id"]): bytes.fromhex(n["hex"]) for lv in case["levels"] for n in lv}
+    assert emitted == want
+
+    # The reference builder written from spec/tree.md: same nodes, level by level, left to right.
+    raw = [{"name": i.name, "kind": i.kind, "size": i.size, "blake3": bytes(i.blake3)} for i in items]
+    ref_root, ref_levels = ref_tree(raw)
+    assert ref_root.hex() == case["root"]
+    assert len(ref_levels) == len(case["levels"])
+    for ref_lv, lv in zip(ref_levels, case["levels"], strict=True):
+        assert [n["id"].hex() for n in ref_lv] == [n["id"] for n in lv]
+        assert [n["bytes"].hex() for n in ref_lv] == [n["hex"] for n in lv]
+        assert [(n["level"], n["count"], n["last"], n["entries"], n["entries_root"].hex()) for n in ref_lv] == [
+            (n["level"], n["count"], n["last"], n["entries"], n["entries_root"]) for n in lv]
+    top = case["levels"][-1]
+    assert len(top) == 1 and top[0]["id"] == case["root"]
+    assert all(len(lv) > 1 for lv in case["levels"][:-1])
+
+    # Reading it back: the walk checks every node and yields the items in order.
+    def get(nid: Digest) -> bytes:
+        return want[nid]
+
+    assert list(tree.walk(get, Digest(bytes.fromhex(case["root"])))) == items
+    assert sum(i.size for i in items) == case["bytes"]
+
+
+@pytest.mark.parametrize("case", cases("tree.json", "invalid"), ids=ids(cases("tree.json", "invalid")))
+def test_tree_invalid(case: dict[str, Any]) -> None:
+    nodes = {bytes.fromhex(k): bytes.fromhex(v) for k, v in case["nodes"].items()}
+
+    def get(nid: Digest) -> bytes:
+        if nid not in nodes:
+            raise CheckFailed(f"tree node {nid.hex()[:16]}: missing")
+        return nodes[nid]
+
+    rt = Digest(bytes.fromhex(case["root"]))
+    if case["expect"] == "walk-error":
+        with pytest.raises(CheckFailed):
+            list(tree.walk(get, rt))
+    else:
+        assert case["expect"] == "rebuild-mismatch"
+        items = list(tree.walk(get, rt))
+        rebuilt, _ = tree.build(items)
+        assert rebuilt != rt
+        ref_root, _ = ref_tree([{"name": i.name, "kind": i.kind, "size": i.size, "blake3": bytes(i.blake3)}
+                                for i in items])
+        assert ref_root == rebuilt
+
+
+def test_tree_vectors_include_a_multi_level_tree() -> None:
+    by_name = {c["name"]: c for c in cases("tree.json", "cases")}
+    assert len(by_name["300 items"]["levels"]) >= 3
+    assert len(by_name["300 items"]["levels"][0]) >= 4
+    (empty,), = by_name["empty"]["levels"]
+    assert (empty["level"], empty["entries"], empty["count"], empty["last"]) == (0, 0, 0, None)
+    assert empty["hex"] == "82a7656e747269657390a56c6576656c00"  # {"entries": [], "level": 0}
+
+
+# --- commits.json --------------------------------------------------------------------------------------------------
+
+def vector_keys() -> list[SigningKey]:
+    return [SigningKey(Ed25519PrivateKey.from_private_bytes(bytes.fromhex(k["seed"])))
+            for k in load("commits.json")["keys"]]
+
+
+def outcome(envelope: bytes, trusted: list[PublicKey]) -> str:
+    """What verify.py steps 2-3 conclude about one commit slot's bytes."""
+    try:
+        commit = SignedCommit.from_bytes(envelope)
+    except DecodeError:
+        return "decode-error"
+    key = next((k for k in trusted if k.key_id == commit.body.key), None)
+    if key is None:
+        return "untrusted-key"
+    return "ok" if key.verify(commit.body_bytes, commit.sig) else "bad-signature"
+
+
+def test_commit_keys() -> None:
+    doc = load("commits.json")
+    for k, sk in zip(doc["keys"], vector_keys(), strict=True):
+        raw = sk.private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        assert raw.hex() == k["public_key"]
+        assert sk.public.key_id.hex() == k["key_id"] == dk(CTX_KEY_ID, raw).hex()
+    # RFC 8032 section 7.1 TEST 1: the public key of the first seed.
+    assert doc["keys"][0]["public_key"] == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    assert bytes.fromhex(doc["signature_context_hex"]) == SIGNATURE_CONTEXT
+
+
+def test_commit_chain() -> None:
+    doc = load("commits.json")
+    sk = vector_keys()[0]
+    trusted = [PublicKey(bytes.fromhex(h)) for h in doc["trusted"]]
+    prev: bytes | None = None
+    digests_: list[bytes] = []
+    for seq, c in enumerate(doc["chain"]):
+        env = bytes.fromhex(c["envelope_hex"])
+        commit = SignedCommit.from_bytes(env)
+        body_bytes = bytes.fromhex(c["body_hex"])
+        assert commit.body_bytes == body_bytes and commit.encode() == env
+        assert ref_decode(env) == {"body": body_bytes, "sig": bytes.fromhex(c["signature"])}
+        b = c["body"]
+        body = commit.body
+        assert (body.run, body.seq, body.count, body.total_bytes, body.time_ms, body.log_size) == (
+            b["run"], b["seq"], b["count"], b["bytes"], b["time"], b["log_size"])
+        assert (body.root.hex(), body.key.hex(), body.log_root.hex()) == (b["root"], b["key"], b["log_root"])
+        assert body.parent == (None if b["parent"] is None else bytes.fromhex(b["parent"]))
+        assert ref_decode(body_bytes) == {**{k: bytes.fromhex(v) if k in ("key", "log_root", "root") else v
+                                             for k, v in b.items()},
+                                          "parent": None if b["parent"] is None else bytes.fromhex(b["parent"])}
+        assert CommitBody.from_bytes(body_bytes).encode() == body_bytes
+        assert commit.digest.hex() == c["digest"] == dk(CTX_COMMIT, body_bytes).hex()
+        # The signature: Ed25519 over the context string, then the body bytes; deterministic, so re-signing agrees.
+        assert sk.sign(body_bytes).hex() == c["signature"]
+        Ed25519PublicKey.from_public_bytes(trusted[0].raw).verify(bytes.fromhex(c["signature"]),
+                                                                   SIGNATURE_CONTEXT + body_bytes)
+        with pytest.raises(InvalidSignature):
+            Ed25519PublicKey.from_public_bytes(trusted[0].raw).verify(bytes.fromhex(c["signature"]), body_bytes)
+        assert outcome(env, trusted) == "ok"
+        # The chain: slot, parent link, commit-log root over the earlier commits' digests.
+        assert c["slot"] == layout.slot_key(seq)
+        assert body.parent == prev
+        assert body.log_root == ref_mth(lambda x: dk(CTX_LOG, x), digests_)
+        prev = commit.digest
+        digests_.append(commit.digest)
+
+
+@pytest.mark.parametrize("case", cases("commits.json", "invalid"), ids=ids(cases("commits.json", "invalid")))
+def test_commit_invalid(case: dict[str, Any]) -> None:
+    trusted = [PublicKey(bytes.fromhex(h)) for h in load("commits.json")["trusted"]]
+    assert outcome(bytes.fromhex(case["envelope_hex"]), trusted) == case["expect"]
+
+
+def test_commit_roots_are_tree_vector_roots() -> None:
+    roots = {c["root"]: c for c in cases("tree.json", "cases")}
+    for c in cases("commits.json", "chain"):
+        tc = roots[c["body"]["root"]]
+        assert (c["body"]["count"], c["body"]["bytes"]) == (tc["count"], tc["bytes"])
+
+
+# --- objects.json --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", cases("objects.json", "cases"), ids=ids(cases("objects.json", "cases")))
+def test_object_encoding(case: dict[str, Any]) -> None:
+    value, data = from_tv(case["value"]), bytes.fromhex(case["hex"])
+    assert encoding.encode(value) == data == ref_encode(value)
+    assert same(encoding.decode(data), value)
+    kind = case["type"]
+    if kind == "item entry":
+        assert ItemEntry.from_value(value).encode() == data
+    elif kind == "child entry":
+        assert ChildEntry.from_value(value).encode() == data
+    elif kind == "completion marker":
+        assert Marker.from_bytes(data).encode() == data
+        assert case["key"] == layout.marker_key(value["run"])
+    elif kind == "batch":
+        assert Batch.from_bytes(data).encode() == data
+        assert case["key"].startswith(layout.staged_prefix(value["run"])) and case["key"].endswith(".batch")
+    elif kind == "store config":
+        assert StoreConfig.from_bytes(data).encode() == data
+        assert case["key"] == layout.CONFIG
+    else:
+        assert kind == "sealing fence"
+        m = encoding.decode_map(data, "sealing fence", {"format": str, "run": str, "time": int})
+        assert m["format"] == FORMAT and case["key"] == layout.sealing_key(m["run"])
+
+
+@pytest.mark.parametrize("case", cases("objects.json", "node_id"))
+def test_node_id(case: dict[str, Any]) -> None:
+    er = bytes.fromhex(case["entries_root"])
+    data = ref_encode({"count": case["count"], "level": case["level"], "root": er})
+    assert data.hex() == case["input_hex"]
+    assert node_id(case["level"], case["count"], er).hex() == case["id"] == dk(CTX_NODE, data).hex()
+
+
+def parse_object(kind: str, data: bytes) -> object:
+    if kind == "item entry":
+        return ItemEntry.from_value(encoding.decode(data))
+    if kind == "child entry":
+        return ChildEntry.from_value(encoding.decode(data))
+    if kind == "completion marker":
+        return Marker.from_bytes(data)
+    if kind == "batch":
+        return Batch.from_bytes(data)
+    assert kind == "store config"
+    return StoreConfig.from_bytes(data)
+
+
+@pytest.mark.parametrize("case", cases("objects.json", "invalid"), ids=ids(cases("objects.json", "invalid")))
+def test_object_invalid(case: dict[str, Any]) -> None:
+    data = bytes.fromhex(case["hex"])
+    encoding.decode(data)  # canonical bytes: refused for what they say, not for how they are encoded
+    with pytest.raises(DecodeError):
+        parse_object(case["type"], data)
+
+
+def test_object_kinds() -> None:
+    from ledger.names import KINDS
+
+    assert load("objects.json")["kinds"] == list(KINDS)
+
+
+# --- packs.json ----------------------------------------------------------------------------------------------------
+
+def test_pack_and_index() -> None:
+    p = load("packs.json")["pack"]
+    objs = [bytes.fromhex(o) for o in p["objects_hex"]]
+    pack = bytes.fromhex(p["pack_hex"])
+    recs = [(bytes.fromhex(r["digest"]), r["offset"], r["size"]) for r in p["records"]]
+    for d, off, size in recs:
+        assert content_digest(pack[off:off + size]) == d
+    assert {content_digest(o) for o in objs} == {d for d, _, _ in recs}
+    assert pack == b"".join(pack[off:off + size] for _, off, size in recs)
+    idx = bytes.fromhex(p["index_hex"])
+    assert packs.encode_index(p["pack_id"], recs) == idx
+    assert packs.decode_index(p["pack_id"], idx) == {d: (off, size) for d, off, size in recs}
+    # The layout, parsed with nothing but the spec: header, sorted records, checksum.
+    magic, pid, count = struct.unpack_from(">8s16sQ", idx)
+    assert magic == load("packs.json")["magic"].encode() == packs.INDEX_MAGIC and pid.hex() == p["pack_id"]
+    assert len(idx) == 32 + 48 * count + 32 and count == len(recs)
+    body = [struct.unpack_from(">32sQQ", idx, 32 + 48 * i) for i in range(count)]
+    assert body == sorted(recs)
+    assert idx[-32:] == dk(CTX_PACK_INDEX, idx[:-32])
+
+
+def test_empty_pack_index() -> None:
+    e = load("packs.json")["empty_index"]
+    idx = bytes.fromhex(e["index_hex"])
+    assert len(idx) == 64 and packs.decode_index(e["pack_id"], idx) == {}
+
+
+@pytest.mark.parametrize("case", cases("packs.json", "invalid"), ids=ids(cases("packs.json", "invalid")))
+def test_pack_index_invalid(case: dict[str, Any]) -> None:
+    with pytest.raises(Corrupt):
+        packs.decode_index(case["pack_id"], bytes.fromhex(case["index_hex"]))
+
+
+# --- store.json ----------------------------------------------------------------------------------------------------
+
+def test_store_keys() -> None:
+    doc = load("store.json")
+    assert (doc["loose_min"], doc["max_pack_bytes"], doc["slot_digits"]) == (
+        packs.LOOSE_MIN, packs.MAX_PACK_BYTES, layout.SLOT_DIGITS)
+    for k in doc["keys"]:
+        if "seq" in k:
+            assert layout.slot_key(k["seq"]) == k["key"] and layout.slot_seq(k["key"]) == k["seq"]
+            assert len(k["key"]) == len("chain/") + 20
+        elif "pack_id" in k:
+            assert k["key"] in (packs.pack_key(k["pack_id"]), packs.index_key(k["pack_id"]))
+        elif "digest" in k:
+            assert packs.loose_key(bytes.fromhex(k["digest"])) == k["key"]
+        elif "run" in k:
+            assert k["key"] in (layout.staged_prefix(k["run"]), layout.sealing_key(k["run"]),
+                                layout.marker_key(k["run"]))
+        else:
+            assert k["key"] == layout.CONFIG
+    for n in doc["node_pack_ids"]:
+        assert layout.node_pack_ids(bytes.fromhex(n["root"]), n["n"]) == n["ids"]
+        assert all(i.startswith(n["root"][:28]) and len(i) == 32 for i in n["ids"])
+
+
+# --- end to end: the real seal path writes the vector commits byte for byte ----------------------------------------
+
+def test_seal_writes_the_vector_commits(tmp_path: Path) -> None:
+    from ledger.api import Ledger
+    from ledger.closure import seal
+    from ledger.storage import MemoryStore
+    from ledger.verify import verify
+
+    doc = load("commits.json")
+    tree_cases = {c["root"]: c for c in cases("tree.json", "cases")}
+    store = MemoryStore()
+    lg = Ledger(store)
+    lg.init()
+    sk = vector_keys()[0]
+    for c in doc["chain"][:2]:
+        run = c["body"]["run"]
+        for n, it in enumerate(tree_cases[c["body"]["root"]]["items"]):
+            f = tmp_path / f"{run}-{n}"
+            # The generator's content for item i of a case: the name and a newline, repeated i % 5 + 1 times.
+            f.write_bytes((it["name"] + "\n").encode() * (n % 5 + 1))
+            lg.add(run, [str(f)], kind=it["kind"], as_name=it["name"])
+        seal(store, run, sk, now_ms=lambda t=c["body"]["time"]: int(t))
+        assert store.get(c["slot"]).hex() == c["envelope_hex"]
+        marker = Marker.from_bytes(store.get(layout.marker_key(run)))
+        assert marker.commit.hex() == c["digest"] and marker.seq == c["body"]["seq"]
+        res = verify(store, run, [sk.public])
+        assert res.ok, res.first_failure
+        assert [ch.name for ch in res.checks] == ["store", "commit", "signature", "content", "tree", "chain",
+                                                  "marker"]
+
+
+# --- the generator -------------------------------------------------------------------------------------------------
+
+def test_vectors_are_up_to_date() -> None:
+    out = subprocess.run([sys.executable, str(GEN), "--check"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+
+
+def test_check_detects_drift(tmp_path: Path) -> None:
+    shutil.copytree(VECTORS, tmp_path / "v")
+    p = tmp_path / "v" / "store.json"
+    p.write_text(p.read_text().replace("chain/", "chains/", 1))
+    out = subprocess.run([sys.executable, str(GEN), "--check", "--out", str(tmp_path / "v")], capture_output=True,
+                         text=True, cwd=REPO)
+    assert out.returncode == 1 and "store.json" in out.stderr
+
+
+def test_encoder_refuses_strings_that_are_not_unicode() -> None:
+    # encoding.md section 3: a lone surrogate cannot be UTF-8 (JSON cannot carry it in a vector file portably).
+    for value in ("\ud800", ["ok", "a\udfffb"], {"\ud83d": 1}):
+        with pytest.raises(DecodeError):
+            encoding.encode(value)
+        with pytest.raises((RefError, UnicodeEncodeError)):
+            ref_encode(value)

@@ -1,0 +1,280 @@
+"""Shared helpers for the benchmark scripts in tools/ (not part of the test suite).
+
+Each benchmark generates its data deterministically into a temporary directory, runs every contender on the same
+data in the same process run (warm page cache), and reports wall seconds (median of the repetitions), the peak
+RSS of the measured processes, the ratio to ledger and whether the issue's target is met.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import blake3
+
+MiB = 1024 * 1024
+TIME = "/usr/bin/time"  # GNU time, for the peak RSS of exactly the measured command
+GiB = 1024 * MiB
+
+
+# --- running and timing -------------------------------------------------------------------------------------------
+
+@dataclass
+class Proc:
+    """One finished command: wall seconds, peak RSS (bytes) of the process tree's largest process, exit status."""
+
+    argv: list[str]
+    wall: float
+    maxrss: int
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+
+def run(argv: Sequence[str] | str, cwd: str | None = None, env: dict[str, str] | None = None,
+        check: bool = True, stdout_path: str | None = None) -> Proc:
+    """Run a command (a string goes through ``bash -c``), timing it and reading its peak RSS via ``wait4``.
+
+    ``wait4`` gives the child's own rusage including the descendants it waited for, so a shell pipeline reports
+    the peak of its largest member. stdout goes to ``stdout_path`` when given (a manifest), else is captured.
+    """
+    if isinstance(argv, str):
+        argv = ["bash", "-c", "set -eo pipefail; " + argv]
+    argv = list(argv)
+    full_env = dict(os.environ if env is None else env)
+    # Linux carries a process's peak RSS across exec, so a child forked from this (large) Python process would
+    # report our own size; /usr/bin/time is small, forks the command itself and reports only its peak (%M, KiB).
+    use_time = os.access(TIME, os.X_OK)
+    with tempfile.TemporaryFile() as err_f, tempfile.NamedTemporaryFile(prefix="rss-") as rss_f:
+        full = [TIME, "-q", "-f", "%M", "-o", rss_f.name, *argv] if use_time else argv
+        out_f = open(stdout_path, "wb") if stdout_path else tempfile.TemporaryFile()
+        with out_f:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(full, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out_f,
+                                    stderr=err_f)
+            _, status, ru = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - t0
+            proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen consistent
+            out = b""
+            if not stdout_path:
+                out_f.seek(0)
+                out = out_f.read()
+        err_f.seek(0)
+        err = err_f.read()
+        maxrss = ru.ru_maxrss * 1024
+        if use_time:
+            text = open(rss_f.name).read().split()
+            maxrss = int(text[-1]) * 1024 if text and text[-1].isdigit() else 0
+    rc = proc.returncode
+    res = Proc(argv, wall, maxrss, rc, out, err)
+    if check and rc != 0:
+        raise SystemExit(f"command failed (exit {rc}): {shlex.join(argv)}\n{err.decode(errors='replace')[-3000:]}")
+    return res
+
+
+@dataclass
+class Measure:
+    """Repeated measurements of one contender on one task."""
+
+    name: str
+    walls: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.walls) if self.walls else float("nan")
+
+    @property
+    def peak_rss(self) -> int:
+        return max(self.rss) if self.rss else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "median_s": round(self.median, 4), "runs_s": [round(w, 4) for w in self.walls],
+                "peak_rss_bytes": self.peak_rss, "note": self.note}
+
+
+def repeat(name: str, reps: int, setup: Callable[[int], Any] | None, step: Callable[[Any], Sequence[Proc]],
+           teardown: Callable[[Any], None] | None = None, note: str = "") -> Measure:
+    """Run ``setup`` (untimed), ``step`` (its processes' walls are summed) and ``teardown`` ``reps`` times."""
+    m = Measure(name, note=note)
+    for i in range(reps):
+        ctx = setup(i) if setup else None
+        procs = step(ctx)
+        m.walls.append(sum(p.wall for p in procs))
+        m.rss.append(max((p.maxrss for p in procs), default=0))
+        if teardown:
+            teardown(ctx)
+        print(f"  {name:<40} run {i + 1}/{reps}: {m.walls[-1]:8.3f} s  peak RSS {m.rss[-1] / MiB:7.1f} MiB",
+              file=sys.stderr, flush=True)
+    return m
+
+
+def drop_tree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+
+def det_bytes(seed: str, length: int, offset: int = 0) -> bytes:
+    """Deterministic, incompressible bytes: BLAKE3's extendable output for ``seed`` (same on every machine)."""
+    return blake3.blake3(seed.encode()).digest(length=length, seek=offset)
+
+
+def warm(paths: Sequence[str]) -> None:
+    """Read every file once so that every contender starts from a warm page cache."""
+    for root in paths:
+        if os.path.isfile(root):
+            _drain(root)
+            continue
+        for dirpath, _, files in os.walk(root):
+            for fn in files:
+                _drain(os.path.join(dirpath, fn))
+
+
+def _drain(path: str) -> None:
+    with open(path, "rb") as f:
+        while f.read(8 * MiB):
+            pass
+
+
+def du(path: str) -> int:
+    """Bytes allocated under ``path`` (what the store or repository costs on disk)."""
+    out = subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+# --- tools ----------------------------------------------------------------------------------------------------------
+
+def console_script(name: str) -> str | None:
+    """A Python console script of the running interpreter's environment (not a version-manager shim such as
+    pyenv's, which adds its own start-up time to every call), else whatever ``name`` is on PATH."""
+    beside = os.path.join(os.path.dirname(os.path.realpath(sys.executable)), name)
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which(name)
+
+
+def ledger_cmd() -> list[str]:
+    exe = console_script("ledger")
+    return [exe] if exe else [sys.executable, "-m", "ledger.cli"]
+
+
+def git_env(home: str) -> dict[str, str]:
+    """git with a throw-away identity and no user or system configuration (defaults, as a user would have)."""
+    env = dict(os.environ)
+    env.update({"HOME": home, "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x",
+                "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x",
+                "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"})
+    return env
+
+
+def write_pkcs8_ed25519(path: str) -> None:
+    """An unencrypted PKCS8/PEM Ed25519 private key (what ``in-toto-run --signing-key`` loads)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    with open(path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unavailable"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "?"
+
+
+# --- reporting ------------------------------------------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": round(mem / GiB, 1),
+            "python": platform.python_version(), "kernel": platform.release(),
+            "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "git": tool_version(["git", "--version"]), "b3sum": tool_version(["b3sum", "--version"]),
+            "in-toto-run": tool_version([console_script("in-toto-run") or "in-toto-run", "--version"])}
+
+
+@dataclass
+class Row:
+    task: str
+    contender: str
+    measure: Measure
+    baseline: Measure | None  # ledger's measure for the same task (ratio = ledger / contender)
+    target: str = ""  # human text, e.g. "ledger <= 0.3x"
+    met: bool | None = None
+
+
+def ratio(ledger: Measure, other: Measure) -> float:
+    return ledger.median / other.median if other.median else float("nan")
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    print(f"\n{title}")
+    head = f"| {'task':<22} | {'contender':<34} | {'wall s (median)':>15} | {'peak RSS MiB':>12} | " \
+           f"{'ledger / it':>11} | {'target':<22} | {'met':<3} |"
+    print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    for r in rows:
+        rat = f"{ratio(r.baseline, r.measure):.2f}x" if r.baseline is not None and r.baseline is not r.measure \
+            else "—"
+        met = "" if r.met is None else ("yes" if r.met else "NO")
+        print(f"| {r.task:<22} | {r.contender:<34} | {r.measure.median:>15.3f} | "
+              f"{r.measure.peak_rss / MiB:>12.1f} | {rat:>11} | {r.target:<22} | {met:<3} |")
+
+
+def rows_json(rows: list[Row]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        d = {"task": r.task, "contender": r.contender, **r.measure.to_json(), "target": r.target, "met": r.met}
+        if r.baseline is not None and r.baseline is not r.measure:
+            d["ledger_over_contender"] = round(ratio(r.baseline, r.measure), 4)
+        out.append(d)
+    return out
+
+
+def write_json(path: str | None, bench: str, params: dict[str, Any], rows: list[Row],
+               extra: dict[str, Any] | None = None) -> None:
+    if not path:
+        return
+    doc = {"benchmark": bench, "machine": machine(), "params": params, "results": rows_json(rows), **(extra or {})}
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def tmpdir(prefix: str, base: str | None = None) -> str:
+    return tempfile.mkdtemp(prefix=prefix, dir=base)

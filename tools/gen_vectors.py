@@ -1,0 +1,789 @@
+#!/usr/bin/env python3
+"""Generate the ledger/1 test vectors (``spec/vectors/*.json``) from the reference implementation.
+
+    python tools/gen_vectors.py            # (re)write spec/vectors/*.json
+    python tools/gen_vectors.py --check    # exit 1 if the files on disk differ from what would be written
+
+Every input is fixed (no randomness, no clock), so regenerating is byte-identical; ``--check`` is run by the test
+suite so the implementation, the vectors and spec/ cannot drift apart. The JSON layout of each file and the typed
+value notation are described in spec/README.md ("Test vectors").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+
+from ledger import encoding, layout, packs, tree  # noqa: E402
+from ledger.chain import LOG_HASHER  # noqa: E402
+from ledger.digests import (  # noqa: E402
+    CTX_BOUNDARY,
+    CTX_COMMIT,
+    CTX_KEY_ID,
+    CTX_LOG,
+    CTX_NODE,
+    CTX_PACK_INDEX,
+    CTX_TREE,
+    FORMAT,
+    SIGNATURE_CONTEXT,
+    Digest,
+    content_digest,
+    typed_digest,
+)
+from ledger.errors import Corrupt, DecodeError  # noqa: E402
+from ledger.keys import SigningKey, key_id  # noqa: E402
+from ledger.merkle import SHA256, Hasher, consistency_proof, inclusion_proof, root_from_leaf_hashes  # noqa: E402
+from ledger.names import KINDS  # noqa: E402
+from ledger.objects import (  # noqa: E402
+    Batch,
+    ChildEntry,
+    CommitBody,
+    ItemEntry,
+    Marker,
+    SignedCommit,
+    StagedItem,
+    StoreConfig,
+    node_id,
+)
+from ledger.tree import TREE_HASHER, encode_node  # noqa: E402
+
+VECTORS = ROOT / "spec" / "vectors"
+GENERATOR = "tools/gen_vectors.py"
+Json = Any
+
+# Fixed inputs ------------------------------------------------------------------------------------------------------
+# Ed25519 seeds: RFC 8032 section 7.1, TEST 1 and TEST 2, so a second implementation can cross-check its Ed25519.
+SEED_1 = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+SEED_2 = bytes.fromhex("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb")
+TIME_0 = 1767225600000  # 2026-01-01T00:00:00Z in milliseconds
+PACK_ID = "00112233445566778899aabbccddeeff"
+
+
+def tv(v: Any) -> Json:
+    """A value in the typed JSON notation of spec/README.md (map pairs keep the order they were given in)."""
+    if v is None:
+        return {"nil": None}
+    if isinstance(v, bool):
+        return {"bool": v}
+    if isinstance(v, int):
+        return {"int": str(v)}
+    if isinstance(v, float):
+        return {"float": v}
+    if isinstance(v, str):
+        return {"str": v}
+    if isinstance(v, bytes):
+        return {"bin": v.hex()}
+    if isinstance(v, list):
+        return {"array": [tv(x) for x in v]}
+    if isinstance(v, dict):
+        return {"map": [[tv(k), tv(x)] for k, x in v.items()]}
+    raise TypeError(f"no typed notation for {type(v).__name__}")
+
+
+def pattern(n: int) -> bytes:
+    """The BLAKE3 reference vectors' input pattern: byte i is i mod 251."""
+    return bytes(i % 251 for i in range(n))
+
+
+def nested(depth: int) -> list[Any]:
+    v: list[Any] = []
+    for _ in range(depth - 1):
+        v = [v]
+    return v
+
+
+def refused(data: bytes) -> bool:
+    try:
+        encoding.decode(data)
+    except DecodeError:
+        return True
+    return False
+
+
+# encoding.json -----------------------------------------------------------------------------------------------------
+
+def gen_encoding() -> Json:
+    valid: list[tuple[str, Any]] = [
+        ("nil", None), ("false", False), ("true", True),
+        ("int 0: positive fixint", 0), ("int 1", 1), ("int 127: largest positive fixint", 127),
+        ("int 128: uint8", 128), ("int 255: largest uint8", 255), ("int 256: uint16", 256),
+        ("int 65535: largest uint16", 65535), ("int 65536: uint32", 65536),
+        ("int 2^32-1: largest uint32", 2**32 - 1), ("int 2^32: uint64", 2**32),
+        ("int 2^64-1: largest integer", 2**64 - 1),
+        ("int -1: negative fixint", -1), ("int -32: smallest negative fixint", -32), ("int -33: int8", -33),
+        ("int -128: smallest int8", -128), ("int -129: int16", -129), ("int -32768: smallest int16", -32768),
+        ("int -32769: int32", -32769), ("int -2^31: smallest int32", -(2**31)), ("int -2^31-1: int64", -(2**31) - 1),
+        ("int -2^63: smallest integer", -(2**63)),
+        ("str empty", ""), ("str 'a'", "a"), ("str 31 bytes: largest fixstr", "s" * 31),
+        ("str 32 bytes: str8", "s" * 32), ("str 255 bytes: largest str8", "s" * 255),
+        ("str 256 bytes: str16", "s" * 256),
+        ("str 'é' (2 UTF-8 bytes)", "é"), ("str U+1F600 (4 UTF-8 bytes)", "\U0001f600"),
+        ("str with NUL", "a\x00b"),
+        ("bin empty: bin8 (there is no fixbin)", b""), ("bin 1 byte", b"\x00"),
+        ("bin 255 bytes: largest bin8", pattern(255)),
+        ("bin 256 bytes: bin16", pattern(256)),
+        ("array empty", []), ("array [1, 2, 3]", [1, 2, 3]), ("array 15 elements: largest fixarray", list(range(15))),
+        ("array 16 elements: array16", list(range(16))),
+        ("array of mixed types", [None, True, -1, "x", b"x", [], {}]),
+        ("map empty", {}), ("map {'a': 1}", {"a": 1}),
+        ("map keys given unsorted are encoded sorted", {"b": 1, "a": 2}),
+        ("map keys sorted by UTF-8 bytes, not by UTF-16 code units",
+         {"\U0001f600": 1, "\uff61": 2, "é": 3, "z": 4, "aa": 5, "a": 6, "B": 7, "": 8}),
+        ("map a key is a prefix of another: shorter first", {"ab": 1, "a": 2, "abc": 3}),
+        ("map 15 entries: largest fixmap", {f"k{i:02d}": i for i in range(15)}),
+        ("map 16 entries: map16", {f"k{i:02d}": i for i in range(16)}),
+        ("nested maps and arrays", {"z": [{"y": b"\x01", "x": None}], "a": {"c": [1, [2, [3]]], "b": False}}),
+        ("33 nested arrays: the deepest allowed nesting", nested(33)),
+        ("an item entry (spec/tree.md)", {"name": "data/a.csv", "kind": "file", "size": 1234,
+                                          "blake3": content_digest(b"abc")}),
+    ]
+    out_valid = []
+    for name, value in valid:
+        data = encoding.encode(value)
+        out_valid.append({"name": name, "value": tv(value), "hex": data.hex()})
+
+    h = bytes.fromhex
+    invalid: list[tuple[str, str, bytes, str]] = [
+        ("empty input", "malformed", b"", "no value"),
+        ("truncated array", "malformed", h("9201"), "array of 2 elements holds only 1"),
+        ("truncated str", "malformed", h("a261"), "str of 2 bytes holds only 1"),
+        ("truncated uint16", "malformed", h("cd01"), "uint16 needs 2 bytes"),
+        ("truncated bin8 length", "malformed", h("c4"), "bin8 without its length byte"),
+        ("trailing byte after nil", "malformed", h("c0c0"), "exactly one value, no trailing bytes"),
+        ("trailing byte after int", "malformed", h("0501"), "exactly one value, no trailing bytes"),
+        ("trailing map after map", "malformed", h("81a161c081a162c0"), "exactly one value, no trailing bytes"),
+        ("reserved byte 0xc1", "malformed", h("c1"), "0xc1 is never used"),
+        ("float32", "forbidden-type", h("ca3f800000"), "floats are not allowed"),
+        ("float64", "forbidden-type", h("cb3ff0000000000000"), "floats are not allowed"),
+        ("fixext1 type 1", "forbidden-type", h("d40100"), "extension types are not allowed"),
+        ("ext8 type 5", "forbidden-type", h("c702056162"), "extension types are not allowed"),
+        ("timestamp32 (ext type -1)", "forbidden-type", h("d6ff00000001"),
+         "extension types, timestamps included, are not allowed"),
+        ("timestamp96 (ext8 type -1)", "forbidden-type", h("c70cff" + "00" * 12), "extension types are not allowed"),
+        ("map key is an int", "forbidden-type", h("8101c0"), "map keys must be str"),
+        ("map key is bin", "forbidden-type", h("81c40161c0"), "map keys must be str, not bin"),
+        ("map key is nil", "forbidden-type", h("81c0c0"), "map keys must be str"),
+        ("uint8 for 5", "non-canonical", h("cc05"), "5 is the positive fixint 0x05"),
+        ("uint16 for 255", "non-canonical", h("cd00ff"), "255 is uint8 0xcc 0xff"),
+        ("uint32 for 65535", "non-canonical", h("ce0000ffff"), "65535 is uint16"),
+        ("uint64 for 2^32-1", "non-canonical", h("cf00000000ffffffff"), "2^32-1 is uint32"),
+        ("int8 for positive 5", "non-canonical", h("d005"),
+         "non-negative integers use the positive fixint/uint family"),
+        ("int64 for positive 2^32", "non-canonical", h("d30000000100000000"), "non-negative integers use uint"),
+        ("int8 for -1", "non-canonical", h("d0ff"), "-1 is the negative fixint 0xff"),
+        ("int8 for -32", "non-canonical", h("d0e0"), "-32 is the negative fixint 0xe0"),
+        ("int16 for -128", "non-canonical", h("d1ff80"), "-128 is int8"),
+        ("int32 for -32768", "non-canonical", h("d2ffff8000"), "-32768 is int16"),
+        ("int64 for -1", "non-canonical", h("d3ffffffffffffffff"), "-1 is the negative fixint 0xff"),
+        ("str8 for a 1-byte string", "non-canonical", h("d90161"), "strings under 32 bytes are fixstr"),
+        ("str8 for the empty string", "non-canonical", h("d900"), "the empty string is 0xa0"),
+        ("str16 for a 1-byte string", "non-canonical", h("da000161"), "strings under 32 bytes are fixstr"),
+        ("str32 for a 1-byte string", "non-canonical", h("db0000000161"), "strings under 32 bytes are fixstr"),
+        ("bin16 for 1 byte", "non-canonical", h("c5000161"), "bin under 256 bytes is bin8"),
+        ("bin32 for 1 byte", "non-canonical", h("c60000000161"), "bin under 256 bytes is bin8"),
+        ("array16 for an empty array", "non-canonical", h("dc0000"), "arrays under 16 elements are fixarray"),
+        ("array32 for a 1-element array", "non-canonical", h("dd00000001c0"), "arrays under 16 elements are fixarray"),
+        ("map16 for an empty map", "non-canonical", h("de0000"), "maps under 16 entries are fixmap"),
+        ("map32 for a 1-entry map", "non-canonical", h("df00000001a161c0"), "maps under 16 entries are fixmap"),
+        ("map keys not sorted", "non-canonical", h("82a162c0a161c0"), "keys must be in ascending UTF-8 byte order"),
+        ("map keys sorted by UTF-16, not UTF-8", "non-canonical",
+         encoding.pack_trusted({"\U0001f600": 1, "\uff61": 2}), "U+FF61 (ef bd a1) sorts before U+1F600 (f0 9f 98 80)"),
+        ("map with a duplicate key", "non-canonical", h("82a161c0a161c3"), "keys must be unique"),
+        ("map with a duplicate key, equal values", "non-canonical", h("82a161c0a161c0"), "keys must be unique"),
+        ("nested map keys not sorted", "non-canonical", h("9182a162c0a161c0"), "the rules hold at every depth"),
+        ("str: invalid UTF-8 byte 0xff", "invalid-utf8", h("a1ff"), "str must be valid UTF-8"),
+        ("str: lone continuation byte", "invalid-utf8", h("a180"), "str must be valid UTF-8"),
+        ("str: overlong encoding of '/'", "invalid-utf8", h("a2c0af"), "overlong forms are not UTF-8"),
+        ("str: UTF-8-encoded surrogate U+D800", "invalid-utf8", h("a3eda080"), "surrogates are not UTF-8"),
+        ("str: code point above U+10FFFF", "invalid-utf8", h("a4f4900000"), "beyond U+10FFFF is not UTF-8"),
+        ("map key: invalid UTF-8", "invalid-utf8", h("81a1ffc0"), "map keys are str, so UTF-8"),
+        ("34 nested arrays", "too-deep", b"\x91" * 33 + b"\x90", "at most 32 containers may enclose a value"),
+        ("33 nested arrays around an int", "too-deep", b"\x91" * 33 + b"\x00", "the int is enclosed by 33 containers"),
+    ]
+    out_invalid = []
+    for name, cls, data, reason in invalid:
+        if not refused(data):
+            raise AssertionError(f"encoding vector {name!r}: the implementation accepts it")
+        out_invalid.append({"name": name, "class": cls, "hex": data.hex(), "reason": reason})
+
+    unencodable: list[tuple[str, Any, str]] = [
+        ("float", 1.5, "floats are not allowed"),
+        ("float inside an array", [1, 0.5], "floats are not allowed at any depth"),
+        ("int 2^64", 2**64, "outside [-2^63, 2^64-1]"),
+        ("int -2^63-1", -(2**63) - 1, "outside [-2^63, 2^64-1]"),
+        ("map with an int key", {1: 2}, "map keys must be str"),
+        ("map with a bin key", {b"k": 2}, "map keys must be str"),
+        ("34 nested arrays", nested(34), "at most 32 containers may enclose a value"),
+    ]
+    out_unenc = []
+    for name, value, reason in unencodable:
+        try:
+            encoding.encode(value)
+        except DecodeError:
+            pass
+        else:
+            raise AssertionError(f"encoding vector {name!r}: the implementation encodes it")
+        out_unenc.append({"name": name, "value": tv(value), "reason": reason})
+
+    return {
+        "description": "Canonical encoding (spec/encoding.md). valid: encode(value) MUST be exactly hex, and "
+                       "decode(hex) MUST give value back. invalid: decode MUST refuse hex. unencodable: encode MUST "
+                       "refuse value.",
+        "valid": out_valid, "invalid": out_invalid, "unencodable": out_unenc,
+    }
+
+
+# digests.json ------------------------------------------------------------------------------------------------------
+
+CONTEXTS = {
+    "evidence-tree": CTX_TREE, "tree-node": CTX_NODE, "commit": CTX_COMMIT, "commit-log": CTX_LOG,
+    "key-id": CTX_KEY_ID, "node-boundary": CTX_BOUNDARY, "pack-index": CTX_PACK_INDEX,
+}
+
+
+def gen_digests() -> Json:
+    inputs = [b"", b"abc", pattern(1), pattern(1023), pattern(1024), pattern(1025), pattern(2048), pattern(2049)]
+    content = [{"input_hex": d.hex(), "blake3": content_digest(d).hex()} for d in inputs]
+    typed = []
+    for label, ctx in CONTEXTS.items():
+        for d in (b"", b"abc", pattern(1025)):
+            typed.append({"type": label, "context": ctx, "input_hex": d.hex(), "digest": typed_digest(ctx, d).hex()})
+    pub = SigningKey(Ed25519PrivateKey.from_private_bytes(SEED_1)).public.raw
+    return {
+        "description": "Digests (spec/digests.md). content: plain BLAKE3-256 (= b3sum). typed: BLAKE3-256 in "
+                       "derive_key mode with the context string (= b3sum --derive-key CONTEXT). The same input under "
+                       "two contexts gives unrelated digests.",
+        "format": FORMAT,
+        "contexts": CONTEXTS,
+        "signature_context": {"text": SIGNATURE_CONTEXT.decode("ascii"), "hex": SIGNATURE_CONTEXT.hex(),
+                              "length": len(SIGNATURE_CONTEXT)},
+        "content": content,
+        "typed": typed,
+        "key_id": [{"public_key": pub.hex(), "key_id": key_id(pub).hex()}],
+    }
+
+
+# merkle.json -------------------------------------------------------------------------------------------------------
+
+HASHERS: dict[str, Hasher] = {
+    "evidence-tree": TREE_HASHER,
+    "commit-log": LOG_HASHER,
+    "sha256": SHA256,
+}
+
+
+def leaves(n: int) -> list[bytes]:
+    return [f"leaf {i}".encode() for i in range(n)]
+
+
+def gen_merkle() -> Json:
+    trees = []
+    for hname, hasher in HASHERS.items():
+        for n in (0, 1, 2, 3, 4, 5, 7, 8, 13):
+            data = leaves(n)
+            lh = [hasher.leaf(d) for d in data]
+            trees.append({"hasher": hname, "leaves_hex": [d.hex() for d in data],
+                          "leaf_hashes": [x.hex() for x in lh], "root": root_from_leaf_hashes(hasher, lh).hex()})
+    lh7 = [TREE_HASHER.leaf(d) for d in leaves(7)]
+    incl = [{"hasher": "evidence-tree", "size": 7, "index": i, "leaf_hash": lh7[i].hex(),
+             "proof": [p.hex() for p in inclusion_proof(TREE_HASHER, lh7, i)],
+             "root": root_from_leaf_hashes(TREE_HASHER, lh7).hex()} for i in range(7)]
+    lh8 = [LOG_HASHER.leaf(d) for d in leaves(8)]
+    cons = []
+    for m, n in ((1, 5), (3, 7), (4, 8), (6, 8)):
+        cons.append({"hasher": "commit-log", "size1": m, "size2": n,
+                     "root1": root_from_leaf_hashes(LOG_HASHER, lh8[:m]).hex(),
+                     "root2": root_from_leaf_hashes(LOG_HASHER, lh8[:n]).hex(),
+                     "proof": [p.hex() for p in consistency_proof(LOG_HASHER, lh8[:n], m)]})
+    return {
+        "description": "RFC 9162 Merkle trees with an injected hash (spec/merkle.md): leaf = H(0x00 || data), "
+                       "node = H(0x01 || left || right), empty tree = H(''). Leaf data here is the ASCII text "
+                       "'leaf <i>'. The sha256 rows are RFC 9162 exactly.",
+        "hashers": {"evidence-tree": {"function": "blake3-derive-key", "context": CTX_TREE},
+                    "commit-log": {"function": "blake3-derive-key", "context": CTX_LOG},
+                    "sha256": {"function": "sha256"}},
+        "trees": trees, "inclusion": incl, "consistency": cons,
+    }
+
+
+# tree.json ---------------------------------------------------------------------------------------------------------
+
+def item(name: str, i: int) -> ItemEntry:
+    content = (name + "\n").encode() * (i % 5 + 1)
+    return ItemEntry(name, KINDS[i % len(KINDS)], len(content), content_digest(content))
+
+
+def items_for(names: list[str]) -> list[ItemEntry]:
+    ordered = sorted(names, key=lambda s: s.encode("utf-8"))
+    return [item(n, i) for i, n in enumerate(ordered)]
+
+
+def pick_names(prefix: str, ranks: list[int]) -> list[str]:
+    """The first names ``prefix%05d`` (in order) whose ranks follow ``ranks``: a fixed, searchable choice."""
+    out, i = [], 0
+    for want in ranks:
+        while tree.rank(f"{prefix}{i:05d}") != want:
+            i += 1
+        out.append(f"{prefix}{i:05d}")
+        i += 1
+    return out
+
+
+def item_json(e: ItemEntry) -> Json:
+    return {"name": e.name, "kind": e.kind, "size": e.size, "blake3": e.blake3.hex(), "rank": tree.rank(e.name)}
+
+
+def build_levels(items: list[ItemEntry]) -> tuple[Digest, list[list[Json]]]:
+    emitted: list[tuple[Digest, bytes]] = []
+    root, _ = tree.build(items, lambda nid, b: emitted.append((nid, b)))
+    levels: dict[int, list[Json]] = {}
+    for nid, data in emitted:
+        level, raw, enc = tree.decode_node(nid, data)
+        er = root_from_leaf_hashes(TREE_HASHER, [TREE_HASHER.leaf(e) for e in enc])
+        if level == 0:
+            count, last = len(raw), (raw[-1]["name"] if raw else None)
+        else:
+            count, last = sum(e["count"] for e in raw), raw[-1]["last"]
+        assert node_id(level, count, er) == nid
+        levels.setdefault(level, []).append({"id": nid.hex(), "level": level, "count": count, "last": last,
+                                             "entries": len(raw), "entries_root": er.hex(), "hex": data.hex()})
+    return root, [levels[k] for k in sorted(levels)]
+
+
+def tree_case(name: str, about: str, items: list[ItemEntry]) -> Json:
+    root, levels = build_levels(items)
+    return {"name": name, "about": about, "items": [item_json(e) for e in items], "levels": levels,
+            "root": root.hex(), "count": len(items), "bytes": sum(e.size for e in items)}
+
+
+def mk_node(level: int, entries: list[bytes], count: int) -> tuple[Digest, bytes]:
+    er = root_from_leaf_hashes(TREE_HASHER, [TREE_HASHER.leaf(e) for e in entries])
+    return node_id(level, count, er), encode_node(level, entries)
+
+
+def invalid_tree_cases(deep: list[ItemEntry]) -> list[Json]:
+    out: list[Json] = []
+
+    def add(name: str, expect: str, reason: str, root: Digest, nodes: dict[Digest, bytes]) -> None:
+        out.append({"name": name, "expect": expect, "reason": reason, "root": root.hex(),
+                    "nodes": {k.hex(): v.hex() for k, v in nodes.items()}})
+
+    small = deep[:3]
+    nid, data = mk_node(0, [e.encode() for e in small], len(small))
+    flipped = bytearray(data)
+    flipped[-10] ^= 0x01  # inside the last item's blake3 digest
+    add("node bytes changed", "walk-error", "the node id re-derived from the bytes differs from the id it was "
+        "fetched by", nid, {nid: bytes(flipped)})
+
+    swapped = [small[1], small[0], small[2]]
+    nid, data = mk_node(0, [e.encode() for e in swapped], 3)
+    add("items out of order", "walk-error", "item names must be strictly increasing (UTF-8 byte order); the id "
+        "matches the bytes, so only the order check catches it", nid, {nid: data})
+
+    dup = [small[0], small[0]]
+    nid, data = mk_node(0, [e.encode() for e in dup], 2)
+    add("duplicate item name", "walk-error", "item names must be strictly increasing, so unique", nid, {nid: data})
+
+    bad_kind = {"blake3": small[0].blake3, "kind": "binary", "name": small[0].name, "size": small[0].size}
+    nid, data = mk_node(0, [encoding.encode(bad_kind)], 1)
+    add("unknown kind", "walk-error", "kind must be one of the ledger/1 kinds", nid, {nid: data})
+
+    bad_name = {"blake3": small[0].blake3, "kind": "file", "name": "../etc/passwd", "size": 1}
+    nid, data = mk_node(0, [encoding.encode(bad_name)], 1)
+    add("invalid item name", "walk-error", "item names are validated as in spec/objects.md", nid, {nid: data})
+
+    extra = {"blake3": small[0].blake3, "kind": "file", "name": small[0].name, "size": small[0].size, "x": 1}
+    nid, data = mk_node(0, [encoding.encode(extra)], 1)
+    add("unknown field in an item entry", "walk-error", "entries have exactly their fields", nid, {nid: data})
+
+    nid, data = mk_node(0, [e.encode() for e in small], len(small))
+    noncanon = data[:-1] + b"\xd0\x00"  # level 0 as int8: decodes to the same node, but is not canonical
+    add("node bytes not canonical", "walk-error", "node bytes must be canonical even though the id is derived from "
+        "the decoded parts", nid, {nid: noncanon})
+
+    # Two leaves under one interior node, with the first child's count off by one (parent id made consistent).
+    a_id, a = mk_node(0, [e.encode() for e in deep[:2]], 2)
+    b_id, b = mk_node(0, [e.encode() for e in deep[2:4]], 2)
+    kids = [ChildEntry(deep[1].name, 3, a_id).encode(), ChildEntry(deep[3].name, 2, b_id).encode()]
+    top, topb = mk_node(1, kids, 5)
+    add("child count wrong", "walk-error", "a child entry's count must equal the items under the child", top,
+        {top: topb, a_id: a, b_id: b})
+
+    kids = [ChildEntry(deep[0].name, 2, a_id).encode(), ChildEntry(deep[3].name, 2, b_id).encode()]
+    top, topb = mk_node(1, kids, 4)
+    add("child last wrong", "walk-error", "a child entry's last must be the name of the last item under the child",
+        top, {top: topb, a_id: a, b_id: b})
+
+    kids = [ChildEntry(deep[1].name, 2, a_id).encode(), ChildEntry(deep[3].name, 2, b_id).encode()]
+    top, topb = mk_node(2, kids, 4)
+    add("child level wrong", "walk-error", "a child of a level-L node is at level L-1", top,
+        {top: topb, a_id: a, b_id: b})
+
+    top, topb = mk_node(1, [], 0)
+    add("interior node without children", "walk-error", "only the empty tree's level-0 root has no entries", top,
+        {top: topb})
+
+    kids = [ChildEntry(deep[1].name, 2, a_id).encode(), ChildEntry(deep[3].name, 2, b_id).encode()]
+    top, topb = mk_node(1, kids, 4)
+    add("child node missing", "walk-error", "every node reachable from the root must be present", top,
+        {top: topb, a_id: a})
+
+    # Well-formed nodes, but not the canonical shape: all items in one level-0 node.
+    nid, data = mk_node(0, [e.encode() for e in deep], len(deep))
+    add("non-canonical shape", "rebuild-mismatch", "every node checks out, but the boundaries are not the ones "
+        "the rank rule gives: rebuilding the root from the items gives another root", nid, {nid: data})
+    return out
+
+
+def gen_tree() -> Json:
+    deep = items_for(pick_names("deep/", [0, 1, 0, 2, 0, 1, 0]))
+    cases = [
+        tree_case("empty", "no items: the root is a level-0 node without entries", []),
+        tree_case("single item", "one level-0 node", items_for(["report.json"])),
+        tree_case("trailing boundary", "the last item has rank 1, but the last node of a level ends at the end "
+                  "(close lazily): one level-0 node, no extra level", items_for(pick_names("trail/", [0, 0, 1]))),
+        tree_case("leading boundary", "the first item has rank 1: two level-0 nodes under a level-1 root",
+                  items_for(pick_names("lead/", [1, 0, 0]))),
+        tree_case("deep", "ranks 0,1,0,2,0,1,0: four level-0 nodes, two level-1 nodes, a level-2 root", deep),
+        tree_case("utf-8 order", "names sort by UTF-8 bytes: U+FF61 before U+1F600, 'Z' before 'a'",
+                  items_for(["u/\U0001f600", "u/\uff61", "u/é", "u/z", "u/a", "u/Z", "u/a/b", "u/a b"])),
+        tree_case("300 items", "a realistic fan-out: several nodes per level, three levels",
+                  items_for([f"data/{i:04d}.csv" for i in range(300)])),
+    ]
+    ranks = [{"key": k, "boundary_hash": typed_digest(CTX_BOUNDARY, k.encode()).hex(), "rank": tree.rank(k)}
+             for k in ["", "a", "report.json", *pick_names("deep/", [0, 1, 2]), "u/\U0001f600"]]
+    return {
+        "description": "The evidence tree (spec/tree.md). For each case: the items (sorted by name), every node by "
+                       "level, left to right (canonical bytes, id, item count, last name, RFC 9162 root over the "
+                       "entries), and the root id. invalid: node sets a verifier MUST reject, by root and nodes "
+                       "by id.",
+        "parameters": {"bits_per_level": tree.BITS_PER_LEVEL, "boundary_context": CTX_BOUNDARY,
+                       "tree_context": CTX_TREE, "node_context": CTX_NODE},
+        "ranks": ranks,
+        "cases": cases,
+        "invalid": invalid_tree_cases(deep),
+    }
+
+
+# commits.json ------------------------------------------------------------------------------------------------------
+
+def signing_key(seed: bytes) -> SigningKey:
+    return SigningKey(Ed25519PrivateKey.from_private_bytes(seed))
+
+
+def body_json(b: CommitBody) -> Json:
+    return {"bytes": b.total_bytes, "count": b.count, "format": FORMAT, "key": b.key.hex(),
+            "log_root": b.log_root.hex(), "log_size": b.log_size, "parent": b.parent.hex() if b.parent else None,
+            "root": b.root.hex(), "run": b.run, "seq": b.seq, "time": b.time_ms}
+
+
+def gen_commits(tree_vectors: Json) -> Json:
+    k1, k2 = signing_key(SEED_1), signing_key(SEED_2)
+    cases = {c["name"]: c for c in tree_vectors["cases"]}
+    sealed = [("nightly-41", cases["single item"]), ("nightly-42", cases["deep"]), ("nightly-43", cases["300 items"])]
+    chain: list[SignedCommit] = []
+    out_chain = []
+    for seq, (run, tc) in enumerate(sealed):
+        log_leaves = [LOG_HASHER.leaf(c.digest) for c in chain]
+        body = CommitBody(run=run, seq=seq, parent=chain[-1].digest if chain else None,
+                          root=Digest(bytes.fromhex(tc["root"])), count=tc["count"], total_bytes=tc["bytes"],
+                          time_ms=TIME_0 + 60_000 * seq, key=k1.public.key_id, log_size=seq,
+                          log_root=Digest(root_from_leaf_hashes(LOG_HASHER, log_leaves)))
+        bb = body.encode()
+        commit = SignedCommit(bb, k1.sign(bb), body)
+        chain.append(commit)
+        out_chain.append({"slot": layout.slot_key(seq), "body": body_json(body), "body_hex": bb.hex(),
+                          "digest": commit.digest.hex(), "signature": commit.sig.hex(),
+                          "envelope_hex": commit.encode().hex()})
+
+    base = chain[1]
+    bb = base.body_bytes
+    inv: list[Json] = []
+
+    def env(body_bytes: bytes, sig: bytes) -> bytes:
+        return encoding.encode({"body": body_bytes, "sig": sig})
+
+    def add(name: str, expect: str, reason: str, data: bytes) -> None:
+        inv.append({"name": name, "expect": expect, "reason": reason, "envelope_hex": data.hex()})
+
+    def body_with(**changes: Any) -> bytes:
+        v = base.body.to_value()
+        v.update(changes)
+        return encoding.encode(v)
+
+    def without(field: str) -> bytes:
+        v = base.body.to_value()
+        del v[field]
+        return encoding.encode(v)
+
+    i = bb.index(b"nightly-42")
+    tampered = bb[:i] + b"nightly-99" + bb[i + 10:]
+    add("body changed after signing (run id)", "bad-signature", "the signature covers the exact body bytes",
+        env(tampered, base.sig))
+    j = bb.index(base.body.root)
+    tampered = bb[:j] + bytes([bb[j] ^ 1]) + bb[j + 1:]
+    add("body changed after signing (root)", "bad-signature", "the signature covers the exact body bytes",
+        env(tampered, base.sig))
+    sig = bytearray(base.sig)
+    sig[0] ^= 0x01
+    add("signature bit flipped", "bad-signature", "Ed25519 verification fails", env(bb, bytes(sig)))
+    add("signed without the context string", "bad-signature", "the signed message is the context string, then "
+        "the body bytes", env(bb, k1.private.sign(bb)))
+    add("signed by a key other than the one the body names", "bad-signature", "the key id selects a trusted key; "
+        "the signature must verify under that key", env(bb, k2.sign(bb)))
+    other = body_with(key=k2.public.key_id)
+    add("signed by an untrusted key", "untrusted-key", "the body names key 2; the auditor trusts only key 1 (a key "
+        "found in the store is never trusted)", env(other, k2.sign(other)))
+    add("envelope with an unknown field", "decode-error", "the envelope has exactly body and sig",
+        encoding.encode({"body": bb, "sig": base.sig, "x": 1}))
+    add("envelope without sig", "decode-error", "the envelope has exactly body and sig", encoding.encode({"body": bb}))
+    add("signature of 63 bytes", "decode-error", "an Ed25519 signature is 64 bytes", env(bb, base.sig[:63]))
+    add("body is a str, not bin", "decode-error", "body is bin", encoding.encode({"body": bb.hex(), "sig": base.sig}))
+    add("envelope not canonical", "decode-error", "the envelope's keys are out of order",
+        encoding.pack_trusted({"sig": base.sig, "body": bb}))
+    add("trailing byte after the envelope", "decode-error", "exactly one value", base.encode() + b"\x00")
+    for name, data in [
+        ("format ledger/2", body_with(format="ledger/2")),
+        ("unknown field in the body", body_with(extra=1)),
+        ("missing field time", without("time")),
+        ("seq 1 without parent", body_with(parent=None)),
+        ("parent of 31 bytes", body_with(parent=base.body.parent[:31] if base.body.parent else b"")),
+        ("root of 33 bytes", body_with(root=base.body.root + b"\x00")),
+        ("log_size differs from seq", body_with(log_size=2)),
+        ("seq negative", body_with(seq=-1, log_size=-1)),
+        ("seq above 2^63-1", body_with(seq=2**63, log_size=2**63)),
+        ("count is a str", body_with(count="7")),
+        ("time is a bool", body_with(time=True)),
+        ("invalid run id", body_with(run="-nightly")),
+        ("key id of 32 bytes as str", body_with(key=base.body.key.hex())),
+    ]:
+        add(f"body: {name}", "decode-error", "the body is refused before any signature check (spec/objects.md)",
+            env(data, k1.sign(data)))
+    genesis_with_parent = encoding.encode({**chain[0].body.to_value(), "parent": chain[0].digest})
+    add("body: seq 0 with a parent", "decode-error", "the genesis commit has parent nil",
+        env(genesis_with_parent, k1.sign(genesis_with_parent)))
+    unsorted = encoding.pack_trusted(dict(reversed(list(base.body.to_value().items()))))
+    add("body not canonical, correctly signed", "decode-error", "body bytes must be canonical even when the "
+        "signature over them verifies", env(unsorted, k1.sign(unsorted)))
+
+    return {
+        "description": "Closure commits (spec/objects.md). keys: Ed25519 seeds from RFC 8032 7.1 TEST 1/2. chain: "
+                       "three commits of one chain, each the exact bytes of its slot (envelope_hex). invalid: "
+                       "envelopes a verifier trusting only key 1 MUST reject: decode-error (refused while decoding), "
+                       "bad-signature, untrusted-key.",
+        "signature_context_hex": SIGNATURE_CONTEXT.hex(),
+        "keys": [{"seed": s.hex(), "public_key": k.public.raw.hex(), "key_id": k.public.key_id.hex()}
+                 for s, k in ((SEED_1, k1), (SEED_2, k2))],
+        "trusted": [k1.public.raw.hex()],
+        "chain": out_chain,
+        "invalid": inv,
+    }
+
+
+# objects.json ------------------------------------------------------------------------------------------------------
+
+def gen_objects() -> Json:
+    d1, d2 = content_digest(b"id,value\n1,2\n"), content_digest(pattern(2 * 1024 * 1024))
+    entry = ItemEntry("data/a.csv", "file", 13, d1)
+    child = ChildEntry("data/z.csv", 64, typed_digest(CTX_NODE, b"example"))
+    marker = Marker("nightly-42", 1, typed_digest(CTX_COMMIT, b"example"),
+                    (PACK_ID, "ffeeddccbbaa99887766554433221100"))
+    batch = Batch("nightly-42", (StagedItem(entry, PACK_ID), StagedItem(ItemEntry("big.bin", "artifact",
+                                                                                 2 * 1024 * 1024, d2), None)))
+    cfg = StoreConfig(TIME_0)
+    sealing = {"format": FORMAT, "run": "nightly-42", "time": TIME_0}
+    cases = [
+        {"type": "item entry", "value": tv(entry.to_value()), "hex": entry.encode().hex()},
+        {"type": "child entry", "value": tv(child.to_value()), "hex": child.encode().hex()},
+        {"type": "completion marker", "key": layout.marker_key("nightly-42"),
+         "value": tv(encoding.decode(marker.encode())), "hex": marker.encode().hex()},
+        {"type": "batch", "key": layout.staged_prefix("nightly-42") + "01767225600000000000-0011223344556677.batch",
+         "value": tv(encoding.decode(batch.encode())), "hex": batch.encode().hex()},
+        {"type": "store config", "key": layout.CONFIG, "value": tv(encoding.decode(cfg.encode())),
+         "hex": cfg.encode().hex()},
+        {"type": "sealing fence", "key": layout.sealing_key("nightly-42"), "value": tv(sealing),
+         "hex": encoding.encode(sealing).hex()},
+    ]
+    nid = []
+    for level, count, er in ((0, 0, TREE_HASHER.empty()), (0, 3, TREE_HASHER.leaf(b"x")), (2, 300, bytes(32))):
+        data = encoding.encode({"count": count, "level": level, "root": er})
+        nid.append({"level": level, "count": count, "entries_root": er.hex(), "input_hex": data.hex(),
+                    "id": node_id(level, count, er).hex()})
+
+    def ev(v: Any) -> str:
+        return encoding.encode(v).hex()
+
+    iv = entry.to_value()
+    invalid = [
+        {"type": "item entry", "name": "unknown kind", "hex": ev({**iv, "kind": "binary"})},
+        {"type": "item entry", "name": "name with a '..' segment", "hex": ev({**iv, "name": "a/../b"})},
+        {"type": "item entry", "name": "absolute name", "hex": ev({**iv, "name": "/etc/passwd"})},
+        {"type": "item entry", "name": "name with a control character", "hex": ev({**iv, "name": "a\tb"})},
+        {"type": "item entry", "name": "name of 1025 bytes", "hex": ev({**iv, "name": "n" * 1025})},
+        {"type": "item entry", "name": "negative size", "hex": ev({**iv, "size": -1})},
+        {"type": "item entry", "name": "digest of 31 bytes", "hex": ev({**iv, "blake3": d1[:31]})},
+        {"type": "item entry", "name": "missing field", "hex": ev({k: v for k, v in iv.items() if k != "size"})},
+        {"type": "child entry", "name": "count 0", "hex": ev({**child.to_value(), "count": 0})},
+        {"type": "completion marker", "name": "invalid pack id",
+         "hex": ev({**encoding.decode(marker.encode()), "packs": ["PACK"]})},
+        {"type": "completion marker", "name": "format ledger/2",
+         "hex": ev({**encoding.decode(marker.encode()), "format": "ledger/2"})},
+        {"type": "batch", "name": "item row of 4 elements",
+         "hex": ev({"format": FORMAT, "items": [["a", "file", 1, d1]], "run": "r"})},
+        {"type": "batch", "name": "pack id not hex", "hex": ev({"format": FORMAT, "items": [["a", "file", 1, d1,
+                                                                                              "x" * 32]], "run": "r"})},
+        {"type": "store config", "name": "format ledger/2", "hex": ev({"created": 0, "format": "ledger/2"})},
+        {"type": "store config", "name": "negative created", "hex": ev({"created": -1, "format": FORMAT})},
+    ]
+    return {
+        "description": "Object encodings (spec/objects.md): value -> canonical bytes, node id derivation, and "
+                       "objects a reader MUST refuse.",
+        "kinds": list(KINDS),
+        "cases": cases, "node_id": nid, "invalid": invalid,
+    }
+
+
+# packs.json --------------------------------------------------------------------------------------------------------
+
+def gen_packs() -> Json:
+    objs = [b"first object\n", b"", pattern(300), b"id,value\n1,2\n"]
+    pack = b""
+    recs = []
+    for o in objs:
+        d = content_digest(o)
+        if any(r[0] == d for r in recs):
+            continue
+        recs.append((d, len(pack), len(o)))
+        pack += o
+    idx = packs.encode_index(PACK_ID, recs)
+    empty = packs.encode_index(PACK_ID, [])
+
+    def reseal(body: bytes) -> bytes:
+        return body + typed_digest(CTX_PACK_INDEX, body)
+
+    body = idx[:-32]
+    head, rs = body[:32], [body[32 + 48 * i: 80 + 48 * i] for i in range(len(recs))]
+    invalid = [
+        ("truncated by one byte", PACK_ID, idx[:-1]),
+        ("shorter than header and checksum", PACK_ID, idx[:40]),
+        ("bad magic", PACK_ID, reseal(b"ledgeriy" + body[8:])),
+        ("checksum byte flipped", PACK_ID, idx[:-1] + bytes([idx[-1] ^ 1])),
+        ("record byte flipped", PACK_ID, idx[:40] + bytes([idx[40] ^ 1]) + idx[41:]),
+        ("record count too large", PACK_ID, reseal(body[:24] + (len(recs) + 1).to_bytes(8, "big") + body[32:])),
+        ("records not sorted (checksum recomputed)", PACK_ID, reseal(head + rs[1] + rs[0] + b"".join(rs[2:]))),
+        ("duplicate record (checksum recomputed)", PACK_ID,
+         reseal(body[:24] + (len(recs) + 1).to_bytes(8, "big") + rs[0] + rs[0] + b"".join(rs[1:]))),
+        ("index of another pack", "ffeeddccbbaa99887766554433221100", idx),
+        ("trailing byte", PACK_ID, idx + b"\x00"),
+    ]
+    for name, pid, data in invalid:
+        try:
+            packs.decode_index(pid, data)
+        except Corrupt:
+            continue
+        raise AssertionError(f"pack vector {name!r}: accepted")
+    return {
+        "description": "Pack files and pack indexes (spec/objects.md, spec/store.md). A pack is the concatenation "
+                       "of its objects; its index is a header, records sorted by digest, and a BLAKE3 "
+                       "(derive_key 'ledger/1 pack-index') checksum of everything before it.",
+        "magic": packs.INDEX_MAGIC.decode("ascii"),
+        "pack": {"pack_id": PACK_ID, "objects_hex": [o.hex() for o in objs], "pack_hex": pack.hex(),
+                 "records": [{"digest": d.hex(), "offset": o, "size": s} for d, o, s in recs],
+                 "index_hex": idx.hex()},
+        "empty_index": {"pack_id": PACK_ID, "index_hex": empty.hex()},
+        "invalid": [{"name": n, "pack_id": p, "index_hex": d.hex()} for n, p, d in invalid],
+    }
+
+
+# store.json --------------------------------------------------------------------------------------------------------
+
+def gen_store() -> Json:
+    d = content_digest(b"abc")
+    root = typed_digest(CTX_NODE, b"example root")
+    keys = [
+        {"what": "store config", "key": layout.CONFIG},
+        {"what": "commit slot 0", "seq": 0, "key": layout.slot_key(0)},
+        {"what": "commit slot 42", "seq": 42, "key": layout.slot_key(42)},
+        {"what": "commit slot 2^63-1", "seq": 2**63 - 1, "key": layout.slot_key(2**63 - 1)},
+        {"what": "staged batches of run nightly-42 (prefix)", "run": "nightly-42",
+         "key": layout.staged_prefix("nightly-42")},
+        {"what": "sealing fence of run nightly-42", "run": "nightly-42", "key": layout.sealing_key("nightly-42")},
+        {"what": "completion marker of run nightly-42", "run": "nightly-42", "key": layout.marker_key("nightly-42")},
+        {"what": "pack file", "pack_id": PACK_ID, "key": packs.pack_key(PACK_ID)},
+        {"what": "pack index", "pack_id": PACK_ID, "key": packs.index_key(PACK_ID)},
+        {"what": "loose object", "digest": d.hex(), "key": packs.loose_key(d)},
+    ]
+    return {
+        "description": "Store keys (spec/store.md).",
+        "loose_min": packs.LOOSE_MIN,
+        "max_pack_bytes": packs.MAX_PACK_BYTES,
+        "slot_digits": layout.SLOT_DIGITS,
+        "keys": keys,
+        "node_pack_ids": [{"root": root.hex(), "n": n, "ids": layout.node_pack_ids(root, n)} for n in (1, 3)],
+    }
+
+
+# driver ------------------------------------------------------------------------------------------------------------
+
+def generate() -> dict[str, bytes]:
+    tree_v = gen_tree()
+    files: dict[str, Json] = {
+        "encoding.json": gen_encoding(),
+        "digests.json": gen_digests(),
+        "merkle.json": gen_merkle(),
+        "tree.json": tree_v,
+        "commits.json": gen_commits(tree_v),
+        "objects.json": gen_objects(),
+        "packs.json": gen_packs(),
+        "store.json": gen_store(),
+    }
+    out = {}
+    for name, doc in files.items():
+        full = {"format": FORMAT, "generator": GENERATOR, **doc}
+        out[name] = (json.dumps(full, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--check", action="store_true", help="compare with the files on disk; exit 1 on any difference")
+    ap.add_argument("--out", type=Path, default=VECTORS, help="directory of the vector files (default: spec/vectors)")
+    args = ap.parse_args(argv)
+    files = generate()
+    out: Path = args.out
+    if args.check:
+        problems = []
+        for name, data in files.items():
+            p = out / name
+            if not p.exists():
+                problems.append(f"{p}: missing")
+            elif p.read_bytes() != data:
+                problems.append(f"{p}: differs from what {GENERATOR} generates")
+        for p in sorted(out.glob("*.json")):
+            if p.name not in files:
+                problems.append(f"{p}: not generated by {GENERATOR}")
+        for msg in problems:
+            print(msg, file=sys.stderr)
+        if problems:
+            print(f"test vectors are stale: run python {GENERATOR}", file=sys.stderr)
+            return 1
+        print(f"{len(files)} vector files up to date")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+        print(f"wrote {out / name} ({len(data)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
