@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -50,7 +49,7 @@ class Ledger:
     def init(self) -> bool:
         """Create the store; True when it was created now, False when it already existed (idempotent)."""
         self.store.create()
-        created = self.store.put_if_absent(CONFIG, StoreConfig(time.time_ns() // 1_000_000).encode())
+        created = self.store.put_if_absent(CONFIG, StoreConfig().encode())
         StoreConfig.from_bytes(self.store.get(CONFIG))
         return created
 

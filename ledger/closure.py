@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from . import encoding
 from .chain import ChainEntry, ChainView
 from .digests import FORMAT, Digest
-from .errors import CheckFailed, Contention, NotFound
+from .errors import CheckFailed, Contention, NotFound, Refused
 from .evidence import _require_store, staged_batch_keys, staged_items
 from .keys import SigningKey
 from .layout import marker_key, node_pack_ids, sealing_key, slot_key
-from .objects import CommitBody, ItemEntry, Marker, SignedCommit, StagedItem
+from .objects import Batch, CommitBody, ItemEntry, Marker, SignedCommit, StagedItem
 from .packs import MAX_PACK_BYTES, ContentIndex, encode_index, index_key, pack_key
 from .storage import Store, Upload
 from .tree import TreeBuilder, walk
@@ -54,20 +54,25 @@ def require_store(store: Store) -> None:
     _require_store(store)
 
 
-def readiness(store: Store, run: str, staged: dict[str, StagedItem]) -> list[Criterion]:
-    """The criteria every seal checks before writing anything: a non-empty run whose content is all stored."""
+def readiness(store: Store, run: str, staged: dict[str, StagedItem],
+              index: ContentIndex | None = None) -> list[Criterion]:
+    """The criteria every seal checks before writing anything: a non-empty run whose content is all stored.
+
+    ``index`` may be one this seal already used (packs never change, so what it loaded still holds)."""
     out = [Criterion("non-empty", bool(staged), f"{len(staged)} item(s) staged")]
-    index = ContentIndex(store)
+    index = index if index is not None else ContentIndex(store)
     missing = []
     for pack in sorted({s.pack for s in staged.values() if s.pack is not None}):
         index.load(pack)
-    for name, s in sorted(staged.items()):
+    locate = index.locate
+    for name, s in staged.items():
         if s.pack is not None:
-            loc = index.locate(s.entry.blake3)
+            loc = locate(s.entry.blake3)
             if loc is None or loc[2] != s.entry.size:
                 missing.append(name)
         elif store.size(f"objects/{s.entry.blake3.hex()[:2]}/{s.entry.blake3.hex()}") != s.entry.size:
             missing.append(name)
+    missing.sort()  # reported in name order (sorting only the missing, not every item)
     detail = "all content stored" if not missing else f"content missing for {len(missing)} item(s), first {missing[0]}"
     out.append(Criterion("content-present", not missing, detail))
     return out
@@ -182,39 +187,50 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
                                  "another writer; its completion marker is now written")
             return SealResult(run, done.seq, done.commit, True, [])
 
+        fenced = False
+        batches: dict[str, Batch] = {}  # batches never change: the re-read after the fence decodes only new ones
+        content = ContentIndex(store)
         try:
-            staged = staged_items(store, run)
+            staged = staged_items(store, run, batches)
             if not staged and next(iter(store.list(f"runs/{run}/")), None) is None:
                 raise NotFound(f"run {run}: no such run")
-            criteria = readiness(store, run, staged)
+            criteria = readiness(store, run, staged, content)
             failed = [c for c in criteria if not c.ok]
             if failed:
                 raise CheckFailed(f"run {run}: not ready to seal: "
                                   + "; ".join(f"{c.name}: {c.detail}" for c in failed))
 
             # Fence late adds, then re-read: anything staged before the fence is in; anything after is refused.
-            store.put_if_absent(sealing_key(run), encoding.encode({"format": FORMAT, "run": run, "time": clock()}))
+            fenced = store.put_if_absent(sealing_key(run),
+                                         encoding.encode({"format": FORMAT, "run": run, "time": clock()}))
             batch_keys = staged_batch_keys(store, run)
-            staged = staged_items(store, run)
-            criteria = readiness(store, run, staged)
-            failed = [c for c in criteria if not c.ok]
-            if failed:
-                raise CheckFailed(f"run {run}: not ready to seal: "
-                                  + "; ".join(f"{c.name}: {c.detail}" for c in failed))
-        except (CheckFailed, NotFound):
+            if set(batch_keys) != set(batches):  # batches came (or went) before the fence: read and check again
+                staged = {}
+                staged = staged_items(store, run, batches)
+                criteria = readiness(store, run, staged, content)
+                failed = [c for c in criteria if not c.ok]
+                if failed:
+                    raise CheckFailed(f"run {run}: not ready to seal: "
+                                      + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+        except (CheckFailed, NotFound, Refused):
             # Without a lease another sealer of this run may have won meanwhile and cleaned up its staging, which
             # looks like an empty run or a vanished batch from here: that is contention, not a failed check.
             view.refresh()
             won = view.find_run(run)
             if won is not None:
                 raise _sealed_error(run, won.seq, won.digest) from None
+            if fenced:
+                store.delete(sealing_key(run))  # a failed check leaves nothing behind, the fence included
             raise
 
+        del batches, content
         say(f"building the evidence tree over {len(staged)} item(s)")
         nodes = _NodePacks(store)
         builder = TreeBuilder(nodes)
         try:
-            for name in sorted(staged, key=lambda n: n.encode("utf-8")):
+            # Item names are valid UTF-8 text, and for those code-point order is UTF-8 byte order: plain sorted()
+            # gives the tree's order without encoding a million names for sort keys.
+            for name in sorted(staged):
                 builder.add(staged[name].entry)
             root = builder.finish()
             node_packs = nodes.finish(root)

@@ -20,6 +20,7 @@ Value = Any  # None | bool | int | str | bytes | list[Value] | dict[str, Value]
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 MAX_DEPTH = 32
+_SCALARS = frozenset((str, bytes, bool, type(None)))  # exact types; subclasses take the isinstance checks
 
 
 def _check(value: Value, depth: int, keys_sorted: bool = False) -> None:
@@ -32,8 +33,14 @@ def _check(value: Value, depth: int, keys_sorted: bool = False) -> None:
         if not _INT_MIN <= value <= _INT_MAX:
             raise DecodeError(f"integer {value} outside the 64-bit range")
         return
+    # Children that are plain scalars are accepted inline (no call per element: this runs over every entry of a
+    # million-item batch); anything else, and anything at the depth limit, goes through the full check.
+    inline = depth < MAX_DEPTH
     if isinstance(value, list):
         for v in value:
+            tv = type(v)
+            if inline and (tv in _SCALARS or (tv is int and _INT_MIN <= v <= _INT_MAX)):
+                continue
             _check(v, depth + 1, keys_sorted)
         return
     if isinstance(value, dict):
@@ -46,6 +53,9 @@ def _check(value: Value, depth: int, keys_sorted: bool = False) -> None:
                 if prev is not None and kb <= prev:
                     raise DecodeError("map keys are not in canonical (sorted, unique) order")
                 prev = kb
+            tv = type(v)
+            if inline and (tv in _SCALARS or (tv is int and _INT_MIN <= v <= _INT_MAX)):
+                continue
             _check(v, depth + 1, keys_sorted)
         return
     raise DecodeError(f"type {type(value).__name__} is not allowed in canonical encoding")
@@ -55,7 +65,7 @@ def _sorted(value: Value) -> Value:
     if isinstance(value, dict):
         return {k: _sorted(value[k]) for k in sorted(value, key=lambda s: s.encode("utf-8"))}
     if isinstance(value, list):
-        return [_sorted(v) for v in value]
+        return [v if type(v) in _SCALARS or type(v) is int else _sorted(v) for v in value]
     return value
 
 

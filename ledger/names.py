@@ -8,6 +8,8 @@ from .errors import Refused, UsageError
 
 _RUN_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 MAX_NAME_BYTES = 1024
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_BAD_SEGMENTS = frozenset(("", ".", ".."))
 
 # Kinds the ledger knows. Typed kinds get schema validation in a later format revision; until then their records
 # must be JSON objects.
@@ -38,12 +40,14 @@ def name_problem(name: str) -> str | None:
         return f"longer than {MAX_NAME_BYTES} UTF-8 bytes"
     if name.startswith("/"):
         return "absolute path (leading /)"
-    for ch in name:
-        if ord(ch) < 0x20 or ord(ch) == 0x7F or 0x80 <= ord(ch) < 0xA0:
-            return f"control character U+{ord(ch):04X}"
-    for seg in name.split("/"):
-        if seg in ("", ".", ".."):
-            return f"empty, '.' or '..' path segment {seg!r}"
+    bad = _CONTROL_RE.search(name)  # the first C0/C1 control character or DEL, as a per-character loop would find
+    if bad is not None:
+        return f"control character U+{ord(bad.group()):04X}"
+    segments = name.split("/")
+    if not _BAD_SEGMENTS.isdisjoint(segments):
+        for seg in segments:
+            if seg in _BAD_SEGMENTS:
+                return f"empty, '.' or '..' path segment {seg!r}"
     return None
 
 

@@ -6,7 +6,10 @@ so nobody can hold an invalid one. Decoding is strict: unknown fields, wrong typ
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
+
+import msgpack
 
 from . import encoding
 from .digests import CTX_COMMIT, CTX_NODE, DIGEST_SIZE, FORMAT, Digest, typed_digest
@@ -15,6 +18,9 @@ from .errors import DecodeError
 from .names import KINDS, is_run_id, name_problem
 
 MAX_SEQ = 2**63 - 1
+_U64 = 2**64 - 1
+_KIND_OF = {k: k for k in KINDS}  # one shared str per kind instead of one per decoded item (1M-item runs)
+_HEX = "0123456789abcdef"
 
 
 def _digest(v: Value, what: str) -> Digest:
@@ -36,7 +42,7 @@ def _format(v: Value, what: str) -> None:
 
 # --- item entries: the leaves of the evidence tree -------------------------------------------------------------
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ItemEntry:
     """One evidence item as the tree commits to it: name, kind, content size and plain BLAKE3 of the content."""
 
@@ -53,6 +59,14 @@ class ItemEntry:
 
     @classmethod
     def from_value(cls, v: Value, what: str = "item entry") -> ItemEntry:
+        if type(v) is dict and len(v) == 4:
+            # Fast path for the common, valid case (exact types, every check passes); anything else takes the
+            # full path below, which names the problem.
+            name, kind, size, digest = v.get("name"), v.get("kind"), v.get("size"), v.get("blake3")
+            kind = _KIND_OF.get(kind) if type(kind) is str else None
+            if (kind is not None and type(name) is str and type(size) is int and 0 <= size <= _U64
+                    and type(digest) is bytes and len(digest) == DIGEST_SIZE and name_problem(name) is None):
+                return cls(name, kind, size, Digest(digest))
         m = check_fields(v, what, {"blake3": bytes, "kind": str, "name": str, "size": int})
         name = m["name"]
         problem = name_problem(name)
@@ -197,10 +211,10 @@ class Marker:
 
 
 def is_pack_id(p: str) -> bool:
-    return len(p) == 32 and all(c in "0123456789abcdef" for c in p)
+    return len(p) == 32 and not p.strip(_HEX)  # strip leaves something iff a character is not lower-case hex
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StagedItem:
     entry: ItemEntry
     pack: str | None  # pack id holding the content, None for a loose object
@@ -219,6 +233,9 @@ class Batch:
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "batch") -> Batch:
+        fast = _batch_fast(data)
+        if fast is not None:
+            return fast
         m = encoding.decode_map(data, what, {"format": str, "items": list, "run": str})
         _format(m["format"], what)
         items = []
@@ -233,15 +250,84 @@ class Batch:
         return cls(m["run"], tuple(items))
 
 
+_ROWS_PER_CHECK = 4096
+_BATCH_HEAD = b"\x83" + encoding.pack_trusted("format") + encoding.pack_trusted(FORMAT) + encoding.pack_trusted("items")
+
+
+def _batch_fast(data: bytes) -> Batch | None:
+    """Decode a valid batch row by row, without building the whole decoded value (a 1M-item batch would take
+    several hundred MB that way), checking canonical form one chunk of rows at a time.
+
+    Returns None as soon as anything is unusual (wrong header, type, name, kind, size, digest, pack id,
+    non-canonical bytes, trailing data): the caller then runs the full decoder, which accepts exactly the same
+    batches and reports the problem. So this path can only ever accept what the full one accepts."""
+    if data[:1] != b"\x83":  # canonical fixmap of 3 fields
+        return None
+    try:
+        u = msgpack.Unpacker(io.BytesIO(data), raw=False, use_list=True, strict_map_key=True,
+                             ext_hook=_no_ext, read_size=1 << 20, max_buffer_size=max(len(data), 1 << 20))
+        pk = msgpack.Packer(use_bin_type=True, autoreset=False)
+        if u.read_map_header() != 3 or u.unpack() != "format" or u.unpack() != FORMAT or u.unpack() != "items":
+            return None
+        start = u.tell()
+        if data[:start] != _BATCH_HEAD:
+            return None
+        n = u.read_array_header()
+        pk.pack_array_header(n)
+        items: list[StagedItem] = []
+        packs: dict[str, str] = {}
+        kind_of, u64, dsize = _KIND_OF, _U64, DIGEST_SIZE
+        for i in range(n):
+            row = u.unpack()
+            if type(row) is not list or len(row) != 5:
+                return None
+            name, kind, size, digest, pack = row
+            kind = kind_of.get(kind) if type(kind) is str else None
+            if (kind is None or type(name) is not str or type(size) is not int or not 0 <= size <= u64
+                    or type(digest) is not bytes or len(digest) != dsize or name_problem(name) is not None):
+                return None
+            if pack is not None:
+                known = packs.get(pack) if type(pack) is str else None
+                if known is None:
+                    if type(pack) is not str or not is_pack_id(pack):
+                        return None
+                    known = packs[pack] = pack
+                pack = known
+            pk.pack(row)
+            items.append(StagedItem(ItemEntry(name, kind, size, Digest(digest)), pack))
+            if i % _ROWS_PER_CHECK == _ROWS_PER_CHECK - 1 or i == n - 1:
+                end = u.tell()
+                if pk.bytes() != data[start:end]:
+                    return None
+                pk.reset()
+                start = end
+        if n == 0 and pk.bytes() != data[start:u.tell()]:
+            return None
+        start = u.tell()
+        if u.unpack() != "run":
+            return None
+        run = u.unpack()
+        if type(run) is not str or encoding.pack_trusted("run") + encoding.pack_trusted(run) != data[start:]:
+            return None
+    except Exception:  # anything malformed: the full decoder says what
+        return None
+    return Batch(run, tuple(items))
+
+
+def _no_ext(code: int, data: bytes) -> Value:
+    raise ValueError("extension type")
+
+
 @dataclass(frozen=True)
 class StoreConfig:
-    created_ms: int
+    """Marks a location as a ledger store and names its format. It holds nothing else, so that every one of its
+    bytes is checked: no field exists that could be changed undetected."""
 
     def encode(self) -> bytes:
-        return encoding.encode({"created": self.created_ms, "format": FORMAT})
+        return encoding.encode({"format": FORMAT})
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "store config") -> StoreConfig:
-        m = encoding.decode_map(data, what, {"created": int, "format": str})
+        m = encoding.decode_map(data, what, {"format": str})
         _format(m["format"], what)
-        return cls(_nonneg(m["created"], f"{what}: created"))
+        return cls()

@@ -30,6 +30,40 @@ _LEVEL_KEY = pack_trusted("level")
 NodeSink = Callable[[Digest, bytes], None]
 
 
+_B3 = blake3.blake3
+
+
+def _leaf(encoded: bytes) -> bytes:
+    """``TREE_HASHER.leaf(encoded)``, without two Python calls per entry."""
+    return _B3(b"\x00" + encoded, derive_key_context=CTX_TREE).digest()
+
+
+def _entries_root(leaves: list[bytes]) -> bytes:
+    """``root_from_leaf_hashes(TREE_HASHER, leaves)`` -- the same bottom-up pairing, with the node hash inlined;
+    checked against it at import, so the two cannot drift apart."""
+    if not leaves:
+        return TREE_HASHER.empty()
+    level = leaves
+    while len(level) > 1:
+        nxt = [_B3(b"\x01" + level[i] + level[i + 1], derive_key_context=CTX_TREE).digest()
+               for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def _self_check() -> None:
+    for n in range(0, 12):
+        leaves = [TREE_HASHER.leaf(bytes([i])) for i in range(n)]
+        if _entries_root(leaves) != root_from_leaf_hashes(TREE_HASHER, leaves) or (
+                n and _leaf(b"\x07") != TREE_HASHER.leaf(b"\x07")):
+            raise RuntimeError("tree: inlined RFC 9162 root differs from merkle.root_from_leaf_hashes")
+
+
+_self_check()
+
+
 def rank(key: str) -> int:
     h = blake3.blake3(key.encode("utf-8"), derive_key_context=CTX_BOUNDARY).digest()
     v = int.from_bytes(h[:8], "big")
@@ -62,32 +96,39 @@ class TreeBuilder:
         self._sink = sink
         self._levels: list[_Level] = []
         self._last_name: str | None = None
+        self._last_raw = b""
+        self._packer = msgpack.Packer(use_bin_type=True)  # one per builder: packb would make one per item
         self.count = 0
         self.bytes = 0
 
-    def add(self, item: ItemEntry) -> None:
-        if self._last_name is not None and item.name.encode("utf-8") <= self._last_name.encode("utf-8"):
+    def add(self, item: ItemEntry, encoded: bytes | None = None, leaf: bytes | None = None) -> None:
+        """Append the next item. ``encoded`` and ``leaf``, when given, must be ``item.encode()`` and its leaf hash
+        (a verifier that has just checked them in a node passes them instead of computing them again)."""
+        raw = item.name.encode("utf-8")
+        if self._last_name is not None and raw <= self._last_raw:
             raise ValueError(f"items out of order: {item.name!r} after {self._last_name!r}")
-        self._last_name = item.name
+        self._last_name, self._last_raw = item.name, raw
         self.count += 1
         self.bytes += item.size
-        self._push(0, item.encode(), item.name, 1)
+        if encoded is None:
+            encoded = self._packer.pack(item.to_value())  # item.encode(), same bytes
+        self._push(0, encoded, item.name, 1, leaf)
 
-    def _push(self, level: int, encoded: bytes, key: str, count: int) -> None:
+    def _push(self, level: int, encoded: bytes, key: str, count: int, leaf: bytes | None = None) -> None:
         if level == len(self._levels):
             self._levels.append(_Level())
         lv = self._levels[level]
         if lv.close_next:
             self._close(level)
         lv.entries.append(encoded)
-        lv.leaves.append(TREE_HASHER.leaf(encoded))
+        lv.leaves.append(leaf if leaf is not None else _leaf(encoded))
         lv.count += count
         lv.last = key
         lv.close_next = rank(key) > level
 
     def _emit(self, level: int) -> tuple[Digest, int, str]:
         lv = self._levels[level]
-        nid = node_id(level, lv.count, root_from_leaf_hashes(TREE_HASHER, lv.leaves))
+        nid = node_id(level, lv.count, _entries_root(lv.leaves))
         if self._sink is not None:
             self._sink(nid, encode_node(level, lv.entries))
         out = (nid, lv.count, lv.last)
@@ -140,12 +181,20 @@ def decode_node(nid: bytes, data: bytes) -> tuple[int, list[dict[str, object]], 
     if not 0 <= level <= 64:
         raise NodeError(nid, f"level {level} out of range")
     raw_entries = m["entries"]
-    encoded = [msgpack.packb(e, use_bin_type=True) for e in raw_entries]
+    pack = msgpack.Packer(use_bin_type=True).pack
+    encoded = [pack(e) for e in raw_entries]
     return level, raw_entries, encoded
 
 
 def _node_checked(get: Callable[[Digest], bytes], nid: Digest, want_level: int | None, want_count: int | None
                   ) -> tuple[int, list[object]]:
+    level, entries, _, _ = _node_checked_leaves(get, nid, want_level, want_count)
+    return level, entries
+
+
+def _node_checked_leaves(get: Callable[[Digest], bytes], nid: Digest, want_level: int | None,
+                         want_count: int | None) -> tuple[int, list[object], list[bytes], list[bytes]]:
+    """:func:`_node_checked`, also returning the entries' canonical bytes and leaf hashes it checked."""
     data = get(nid)
     level, raw, encoded = decode_node(nid, data)
     if want_level is not None and level != want_level:
@@ -161,10 +210,11 @@ def _node_checked(get: Callable[[Digest], bytes], nid: Digest, want_level: int |
             raise NodeError(nid, "interior node without children")
     if want_count is not None and count != want_count:
         raise NodeError(nid, f"holds {count} items, its parent says {want_count}")
-    got = node_id(level, count, root_from_leaf_hashes(TREE_HASHER, [TREE_HASHER.leaf(e) for e in encoded]))
+    leaves = [_leaf(e) for e in encoded]
+    got = node_id(level, count, _entries_root(leaves))
     if got != nid:
         raise NodeError(nid, f"content hash mismatch (expected b3:{nid.hex()[:16]}, got b3:{got.hex()[:16]})")
-    return level, entries
+    return level, entries, encoded, leaves
 
 
 def walk(get: Callable[[Digest], bytes], root: Digest) -> Iterator[ItemEntry]:
@@ -173,18 +223,25 @@ def walk(get: Callable[[Digest], bytes], root: Digest) -> Iterator[ItemEntry]:
     Shape (whether the node boundaries are the canonical ones) is checked by rebuilding the root from the items,
     which :func:`walk_and_rebuild` does; a walk alone is enough for listing.
     """
+    for item, _, _ in walk_leaves(get, root):
+        yield item
+
+
+def walk_leaves(get: Callable[[Digest], bytes], root: Digest) -> Iterator[tuple[ItemEntry, bytes, bytes]]:
+    """:func:`walk`, yielding each item with its canonical bytes and leaf hash as checked in its node."""
     last: bytes | None = None
 
-    def visit(nid: Digest, level: int | None, count: int | None, bound: str | None) -> Iterator[ItemEntry]:
+    def visit(nid: Digest, level: int | None, count: int | None, bound: str | None
+              ) -> Iterator[tuple[ItemEntry, bytes, bytes]]:
         nonlocal last
-        lvl, entries = _node_checked(get, nid, level, count)
-        for e in entries:
+        lvl, entries, encoded, leaves = _node_checked_leaves(get, nid, level, count)
+        for i, e in enumerate(entries):
             if isinstance(e, ItemEntry):
                 nb = e.name.encode("utf-8")
                 if last is not None and nb <= last:
                     raise NodeError(nid, f"items out of order at {e.name!r}")
                 last = nb
-                yield e
+                yield e, encoded[i], leaves[i]
             else:
                 assert isinstance(e, ChildEntry)
                 yield from visit(e.node, lvl - 1, e.count, e.last)

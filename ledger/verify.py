@@ -22,7 +22,7 @@ from .merkle import root_from_leaf_hashes
 from .objects import ChildEntry, ItemEntry, Marker, SignedCommit, StoreConfig
 from .packs import ContentIndex, loose_key
 from .storage import Store
-from .tree import TreeBuilder, _node_checked, walk
+from .tree import TreeBuilder, _node_checked, walk, walk_leaves
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,10 @@ class SealedRun:
     index: ContentIndex
 
     def node(self, nid: Digest) -> bytes:
-        if self.index.locate(nid) is None:
+        loc = self.index.locate(nid)
+        if loc is None:
             raise CheckFailed(f"run {self.run}: tree node {_short(nid)}: missing from the store")
-        return self.index.read(nid)
+        return self.index.read_located(loc)
 
     def items(self) -> Iterator[ItemEntry]:
         return walk(self.node, self.commit.body.root)
@@ -173,7 +174,7 @@ def _check_content(store: Store, sealed: SealedRun, entry: ItemEntry) -> str | N
         where = f"object {loose_key(d)}"
     else:
         try:
-            data = sealed.index.read(d)
+            data = sealed.index.read_located(loc)
         except CheckFailed as exc:
             return str(exc)
         except NotFound:
@@ -240,8 +241,8 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     bad: list[str] = []
     done = 0
     try:
-        for entry in sealed.items():
-            builder.add(entry)
+        for entry, encoded, leaf in walk_leaves(sealed.node, body.root):  # sealed.items(), with what it checked
+            builder.add(entry, encoded, leaf)
             problem = _check_content(store, sealed, entry)
             if problem is not None:
                 bad.append(f"item {entry.name}: {problem}")

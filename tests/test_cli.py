@@ -601,7 +601,6 @@ def test_bad_name_inside_directory_refuses_whole_add(cli: Cli, tmp_path: Path, b
     write(d / "big.bin", big)
     with open(os.path.join(os.fsencode(d), bad), "wb") as f:
         f.write(b"bad")
-    cli.ok("init")
     cli.unchanged(6, "add", "r1", d, mentions="invalid item name")
     cli.fail(3, "ls", "r1")
 

@@ -279,7 +279,7 @@ DECODERS: dict[str, tuple[Callable[[bytes], Any], bytes, Any]] = {
     "Marker": (Marker.from_bytes, Marker("run-1", 1, D1, (PACK_ID,)).encode(), Marker("run-1", 1, D1, (PACK_ID,))),
     "Batch": (Batch.from_bytes, Batch("run-1", (StagedItem(ITEMS[0], None), StagedItem(ITEMS[1], PACK_ID))).encode(),
               Batch("run-1", (StagedItem(ITEMS[0], None), StagedItem(ITEMS[1], PACK_ID)))),
-    "StoreConfig": (StoreConfig.from_bytes, StoreConfig(1_700_000_000_000).encode(), StoreConfig(1_700_000_000_000)),
+    "StoreConfig": (StoreConfig.from_bytes, StoreConfig().encode(), StoreConfig()),
     "ItemEntry": (lambda b: ItemEntry.from_value(decode(b)), ITEMS[1].encode(), ITEMS[1]),
     "pack-index": (lambda b: packs.decode_index(PACK_ID, b),
                    packs.encode_index(PACK_ID, [(D2, 0, 10), (D1, 10, 5)]), {D1: (10, 5), D2: (0, 10)}),
