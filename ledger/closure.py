@@ -20,7 +20,7 @@ from .evidence import _require_store, staged_batch_keys, staged_items
 from .keys import SigningKey
 from .layout import marker_key, node_pack_ids, sealing_key, slot_key
 from .objects import Batch, CommitBody, ItemEntry, Marker, SignedCommit, StagedItem
-from .packs import MAX_PACK_BYTES, ContentIndex, encode_index, index_key, pack_key
+from .packs import MAX_PACK_BYTES, ContentIndex, encode_index, index_key, index_records, pack_key
 from .storage import Store, Upload
 from .tree import TreeBuilder, walk
 
@@ -54,21 +54,21 @@ def require_store(store: Store) -> None:
     _require_store(store)
 
 
-def readiness(store: Store, run: str, staged: dict[str, StagedItem],
-              index: ContentIndex | None = None) -> list[Criterion]:
-    """The criteria every seal checks before writing anything: a non-empty run whose content is all stored.
-
-    ``index`` may be one this seal already used (packs never change, so what it loaded still holds)."""
+def readiness(store: Store, run: str, staged: dict[str, StagedItem]) -> list[Criterion]:
+    """The criteria every seal checks before writing anything: a non-empty run whose content is all stored."""
     out = [Criterion("non-empty", bool(staged), f"{len(staged)} item(s) staged")]
-    index = index if index is not None else ContentIndex(store)
-    missing = []
+    # Each packed item's digest must be listed, with its size, in the indexes of the run's packs: the size is the one
+    # the first of those packs (in id order) that lists the digest gives, as a ContentIndex over them would answer.
+    # Only the staged digests are held while the indexes are scanned (a million-item run's index is not loaded).
+    sizes: dict[bytes, int | None] = {s.entry.blake3: None for s in staged.values() if s.pack is not None}
     for pack in sorted({s.pack for s in staged.values() if s.pack is not None}):
-        index.load(pack)
-    locate = index.locate
+        for digest, _, size in index_records(store, pack):
+            if digest in sizes and sizes[digest] is None:
+                sizes[digest] = size
+    missing = []
     for name, s in staged.items():
         if s.pack is not None:
-            loc = locate(s.entry.blake3)
-            if loc is None or loc[2] != s.entry.size:
+            if sizes.get(s.entry.blake3) != s.entry.size:
                 missing.append(name)
         elif store.size(f"objects/{s.entry.blake3.hex()[:2]}/{s.entry.blake3.hex()}") != s.entry.size:
             missing.append(name)
@@ -189,12 +189,11 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
 
         fenced = False
         batches: dict[str, Batch] = {}  # batches never change: the re-read after the fence decodes only new ones
-        content = ContentIndex(store)
         try:
             staged = staged_items(store, run, batches)
             if not staged and next(iter(store.list(f"runs/{run}/")), None) is None:
                 raise NotFound(f"run {run}: no such run")
-            criteria = readiness(store, run, staged, content)
+            criteria = readiness(store, run, staged)
             failed = [c for c in criteria if not c.ok]
             if failed:
                 raise CheckFailed(f"run {run}: not ready to seal: "
@@ -207,7 +206,7 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
             if set(batch_keys) != set(batches):  # batches came (or went) before the fence: read and check again
                 staged = {}
                 staged = staged_items(store, run, batches)
-                criteria = readiness(store, run, staged, content)
+                criteria = readiness(store, run, staged)
                 failed = [c for c in criteria if not c.ok]
                 if failed:
                     raise CheckFailed(f"run {run}: not ready to seal: "
@@ -223,7 +222,7 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
                 store.delete(sealing_key(run))  # a failed check leaves nothing behind, the fence included
             raise
 
-        del batches, content
+        del batches
         say(f"building the evidence tree over {len(staged)} item(s)")
         nodes = _NodePacks(store)
         builder = TreeBuilder(nodes)

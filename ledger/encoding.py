@@ -80,6 +80,16 @@ def encode(value: Value) -> bytes:
     return out
 
 
+def encode_presorted(value: Value) -> bytes:
+    """:func:`encode` for a value whose maps were built with their keys already in canonical order (large batches):
+    checked exactly as encode() checks it, key order included, but not copied to re-sort it. Same bytes."""
+    try:
+        _check(value, 0, keys_sorted=True)
+    except DecodeError:
+        return encode(value)  # encode() re-sorts what it can, and refuses the rest with its own message
+    return pack_trusted(value)
+
+
 def pack_trusted(value: Value) -> bytes:
     """Encode a value the caller built with keys already in canonical order and only allowed types (hot paths)."""
     out = msgpack.packb(value, use_bin_type=True)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .digests import CHUNK, Digest, content_digest, new_content_hasher
+from .digests import Digest, content_digest
 from .errors import Contention, LedgerError, NotFound, Refused, StorageError, UsageError
 from .layout import marker_key, sealing_key, staged_prefix
 from .names import RECORD_KINDS, check_kind, check_name, check_run_id
@@ -26,6 +26,7 @@ from .packs import LOOSE_MIN, ContentIndex, PackWriter, loose_key
 from .storage import Store
 
 Progress = Callable[[int, int], None]  # (items done, bytes done)
+_PROBE = 64 * 1024  # first read of every file: below malloc's mmap threshold, and most evidence files fit in it
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ class _Stager:
         loc = self.index.locate(digest)
         if loc is not None:
             return True, loc[0]
-        if digest.hex() in self._loose:
+        if self._loose and digest.hex() in self._loose:
             return True, None
         return False, None
 
@@ -183,9 +184,11 @@ class _Stager:
             self._put_loose_bytes(digest, data)
             self._bind(ItemEntry(name, kind, len(data), digest), None)
             return
-        known, pack = self._known(digest)
-        if not known or self.writer.contains(digest):
-            pack = self.writer.add(digest, data)  # stores it, or names the pack this call already put it in
+        pack = self.writer.pack_of(digest)  # already put in a pack by this call
+        if pack is None:
+            known, pack = self._known(digest)
+            if not known:
+                pack = self.writer.add(digest, data)
         self._bind(ItemEntry(name, kind, len(data), digest), pack)
 
     def _put_loose_bytes(self, digest: Digest, data: bytes) -> None:
@@ -200,20 +203,21 @@ class _Stager:
         except OSError as exc:
             raise StorageError(f"{path}: cannot read ({exc.strerror})") from None
         try:
-            # Small files (most of them, in bulk adds): open, fstat, one read, close -- no file object.
+            # Most evidence files are small: open, one read, close -- no fstat, no file object. A short read is
+            # the end of a regular file; a full one means there may be more, so read it as before.
+            data = os.read(fd, _PROBE)
+            if len(data) < _PROBE:
+                self.add_bytes(name, kind, data)
+                return len(data)
+            os.lseek(fd, 0, os.SEEK_SET)
             size = os.fstat(fd).st_size
-            if size < LOOSE_MIN:
-                data = os.read(fd, size + 1)
-                if len(data) <= size:  # a short read is the end of a regular file
-                    self.add_bytes(name, kind, data)
-                    return len(data)
-                os.lseek(fd, 0, os.SEEK_SET)  # it grew since fstat: read it as the large file it now is
             with open(fd, "rb", closefd=False) as f:
-                data = b"" if size >= LOOSE_MIN else f.read()
-                if size < LOOSE_MIN and len(data) < LOOSE_MIN:
-                    self.add_bytes(name, kind, data)
-                    return len(data)
-                f.seek(0)
+                if size < LOOSE_MIN:
+                    data = f.read()
+                    if len(data) < LOOSE_MIN:
+                        self.add_bytes(name, kind, data)
+                        return len(data)
+                    f.seek(0)
                 return self._stream_loose(name, kind, f, size)
         except OSError as exc:
             raise StorageError(f"{path}: cannot read ({exc.strerror})") from None
@@ -222,20 +226,10 @@ class _Stager:
 
     def _stream_loose(self, name: str, kind: str, f: BinaryIO, size: int) -> int:
         """Copy a large file into the store once, hashing the bytes as they are written (never whole in memory)."""
-        hasher = new_content_hasher(size)
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        total = 0
         up = self.store.upload()
         try:
-            while True:
-                n = f.readinto(view)  # type: ignore[attr-defined]
-                if not n:
-                    break
-                hasher.update(view[:n])
-                up.write(view[:n])
-                total += n
-            digest = Digest(hasher.digest())
+            raw, total = up.copy_from(f, size)  # the store hashes exactly what it stored
+            digest = Digest(raw)
             # Bind first: a name already bound to other content is refused before the object is published.
             self._bind(ItemEntry(name, kind, total, digest), None)
             up.commit_if_absent(loose_key(digest))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from itertools import islice
 
 import msgpack
 
@@ -229,7 +230,7 @@ class Batch:
 
     def encode(self) -> bytes:
         rows: list[Value] = [[s.entry.name, s.entry.kind, s.entry.size, s.entry.blake3, s.pack] for s in self.items]
-        return encoding.encode({"format": FORMAT, "items": rows, "run": self.run})
+        return encoding.encode_presorted({"format": FORMAT, "items": rows, "run": self.run})
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "batch") -> Batch:
@@ -251,6 +252,11 @@ class Batch:
 
 
 _ROWS_PER_CHECK = 4096
+# Building the frozen, slotted ItemEntry/StagedItem of a decoded row by setting their slots directly: the same
+# objects their dataclass __init__ makes (it only sets the fields), at half the cost per item of a large batch.
+_new_object = object.__new__
+_SET_ITEM = tuple(ItemEntry.__dict__[f].__set__ for f in ("name", "kind", "size", "blake3"))
+_SET_STAGED = tuple(StagedItem.__dict__[f].__set__ for f in ("entry", "pack"))
 _BATCH_HEAD = b"\x83" + encoding.pack_trusted("format") + encoding.pack_trusted(FORMAT) + encoding.pack_trusted("items")
 
 
@@ -275,34 +281,47 @@ def _batch_fast(data: bytes) -> Batch | None:
         n = u.read_array_header()
         pk.pack_array_header(n)
         items: list[StagedItem] = []
+        append = items.append
         packs: dict[str, str] = {}
-        kind_of, u64, dsize = _KIND_OF, _U64, DIGEST_SIZE
-        for i in range(n):
-            row = u.unpack()
-            if type(row) is not list or len(row) != 5:
-                return None
-            name, kind, size, digest, pack = row
-            kind = kind_of.get(kind) if type(kind) is str else None
-            if (kind is None or type(name) is not str or type(size) is not int or not 0 <= size <= u64
-                    or type(digest) is not bytes or len(digest) != dsize or name_problem(name) is not None):
-                return None
-            if pack is not None:
-                known = packs.get(pack) if type(pack) is str else None
-                if known is None:
-                    if type(pack) is not str or not is_pack_id(pack):
-                        return None
-                    known = packs[pack] = pack
-                pack = known
-            pk.pack(row)
-            items.append(StagedItem(ItemEntry(name, kind, size, Digest(digest)), pack))
-            if i % _ROWS_PER_CHECK == _ROWS_PER_CHECK - 1 or i == n - 1:
-                end = u.tell()
-                if pk.bytes() != data[start:end]:
+        kind_of, u64, dsize, pack_row = _KIND_OF, _U64, DIGEST_SIZE, pk.pack
+        new, set_name, set_kind, set_size, set_blake3, set_entry, set_pack = _new_object, *_SET_ITEM, *_SET_STAGED
+        done = 0
+        while True:
+            chunk = min(_ROWS_PER_CHECK, n - done)
+            for row in islice(u, chunk):
+                if type(row) is not list or len(row) != 5:
                     return None
-                pk.reset()
-                start = end
-        if n == 0 and pk.bytes() != data[start:u.tell()]:
-            return None
+                name, kind, size, digest, pack = row
+                kind = kind_of.get(kind) if type(kind) is str else None
+                if (kind is None or type(name) is not str or type(size) is not int or not 0 <= size <= u64
+                        or type(digest) is not bytes or len(digest) != dsize or name_problem(name) is not None):
+                    return None
+                if pack is not None:
+                    known = packs.get(pack) if type(pack) is str else None
+                    if known is None:
+                        if type(pack) is not str or not is_pack_id(pack):
+                            return None
+                        known = packs[pack] = pack
+                    pack = known
+                pack_row(row)
+                # StagedItem(ItemEntry(name, kind, size, digest), pack), every field checked above
+                e = new(ItemEntry)
+                set_name(e, name)
+                set_kind(e, kind)
+                set_size(e, size)
+                set_blake3(e, digest)
+                st = new(StagedItem)
+                set_entry(st, e)
+                set_pack(st, pack)
+                append(st)
+            done += chunk
+            end = u.tell()
+            if len(items) != done or pk.bytes() != data[start:end]:
+                return None
+            pk.reset()
+            start = end
+            if done == n:
+                break
         start = u.tell()
         if u.unpack() != "run":
             return None

@@ -12,9 +12,9 @@ import operator
 import secrets
 import struct
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, starmap
 
 import blake3
 
@@ -50,7 +50,7 @@ def new_pack_id() -> str:
 def encode_index(pack_id: str, records: Iterable[tuple[bytes, int, int]]) -> bytes:
     recs = sorted(records)
     body = [_HEAD.pack(INDEX_MAGIC, bytes.fromhex(pack_id), len(recs))]
-    body.extend(_REC.pack(d, off, size) for d, off, size in recs)
+    body.extend(starmap(_REC.pack, recs))
     data = b"".join(body)
     return data + typed_digest(CTX_PACK_INDEX, data)
 
@@ -110,6 +110,10 @@ class PackWriter:
     def contains(self, digest: bytes) -> bool:
         return digest in self._where
 
+    def pack_of(self, digest: bytes) -> str | None:
+        """The pack this writer already put ``digest`` in, or None."""
+        return self._where.get(digest)
+
     def add(self, digest: bytes, data: bytes) -> str:
         """Append an object (once per digest); returns the id of the pack that holds it."""
         known = self._where.get(digest)
@@ -150,19 +154,40 @@ class PackWriter:
         self._done, self._up = [], None
 
 
+def index_records(store: Store, pack_id: str) -> Iterator[tuple[bytes, int, int]]:
+    """Every (digest, offset, size) record of a pack's index, checked as :meth:`ContentIndex.load` checks them
+    (Corrupt when missing or damaged), streamed instead of collected: for callers that only scan."""
+    try:
+        data = store.get(index_key(pack_id))
+    except NotFound:
+        raise Corrupt(f"pack index {pack_id}: missing") from None
+    what = _check_index(pack_id, data)
+    prev = b""
+    for d, off, size in _REC.iter_unpack(memoryview(data)[_HEAD.size:-DIGEST_SIZE]):
+        if d <= prev:
+            raise Corrupt(f"{what}: records not sorted or duplicated")
+        prev = d
+        yield d, off, size
+
+
 _LOC = struct.Struct(">IQQ")  # pack slot, offset, size: what follows the digest in a ContentIndex key
 _DIGEST_OF = operator.itemgetter(slice(0, DIGEST_SIZE))
+
+
+SMALL_INDEX = 1 << 18  # objects up to which a ContentIndex is a plain dict (fastest); past it, compact
 
 
 class ContentIndex:
     """Where objects live: the indexes of a chosen set of packs, then loose objects by digest.
 
-    Compact, for runs of millions of items: one sorted list of 52-byte keys (digest, pack slot, offset, size)
-    searched by bisection, about 95 bytes an object instead of a dict of tuples (about 230). When several packs
-    hold the same object, the one loaded first is used (keys sort by pack slot after the digest)."""
+    Up to SMALL_INDEX objects a dict of (pack, offset, size). Past that it turns compact, for runs of millions of
+    items: one sorted list of 52-byte keys (digest, pack slot, offset, size) searched by bisection, about 95 bytes
+    an object instead of about 230. Either way, when several packs hold the same object the one loaded first is
+    used (compact keys sort by pack slot after the digest)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._map: dict[bytes, tuple[str, int, int]] | None = {}  # None once compact
         self._keys: list[bytes] = []
         self._unsorted = False
         self._ids: list[str] = []  # pack slot -> pack id
@@ -176,6 +201,16 @@ class ContentIndex:
             data = self.store.get(index_key(pack_id))
         except NotFound:
             raise Corrupt(f"pack index {pack_id}: missing") from None
+        if self._map is not None:
+            count = (len(data) - _HEAD.size - DIGEST_SIZE) // _REC.size
+            if len(self._map) + count <= SMALL_INDEX:
+                where = self._map
+                for digest, (off, size) in decode_index(pack_id, data).items():
+                    where.setdefault(digest, (pack_id, off, size))
+                self._ids.append(pack_id)
+                self._loaded.add(pack_id)
+                return
+            self._compact()
         what = _check_index(pack_id, data)
         slot = _LOC.pack(len(self._ids), 0, 0)[:4]
         d, r, end = DIGEST_SIZE, _REC.size, len(data) - DIGEST_SIZE
@@ -188,6 +223,12 @@ class ContentIndex:
         self._ids.append(pack_id)
         self._loaded.add(pack_id)
 
+    def _compact(self) -> None:
+        assert self._map is not None
+        slots = {pid: i for i, pid in enumerate(self._ids)}
+        self._keys = sorted(d + _LOC.pack(slots[pid], off, size) for d, (pid, off, size) in self._map.items())
+        self._unsorted, self._map = False, None
+
     def load_all(self) -> None:
         for key in self.store.list("packs/"):
             if key.endswith(".idx"):
@@ -195,6 +236,8 @@ class ContentIndex:
 
     def locate(self, digest: bytes) -> tuple[str, int, int] | None:
         """(pack id, offset, size) of ``digest`` in the loaded packs, or None."""
+        if self._map is not None:
+            return self._map.get(digest)
         if self._unsorted:
             self._keys.sort()  # a merge of already-sorted runs, one per pack loaded since the last lookup
             self._unsorted = False

@@ -70,6 +70,20 @@ def rank(key: str) -> int:
     return (64 - v.bit_length()) // BITS_PER_LEVEL
 
 
+def _closes_level0(raw_key: bytes) -> bool:
+    """``rank(key) > 0`` for the key's UTF-8 bytes: its boundary hash starts with at least 6 zero bits."""
+    return _B3(raw_key, derive_key_context=CTX_BOUNDARY).digest(length=1)[0] < 4
+
+
+def _check_boundary() -> None:
+    for i in (0, 5, 50, 161, 1, 2, 3, 4):  # k0, k5, k50, k161 have rank 1; the others rank 0
+        if _closes_level0(f"k{i}".encode()) != (rank(f"k{i}") > 0):
+            raise RuntimeError("tree: _closes_level0 differs from rank() > 0")
+
+
+_check_boundary()
+
+
 def encode_node(level: int, encoded_entries: list[bytes]) -> bytes:
     """Canonical node bytes: ``{"entries": [entry, ...], "level": L}`` built from already-canonical entries."""
     return b"".join((_NODE_HEAD, array_header(len(encoded_entries)), *encoded_entries, _LEVEL_KEY,
@@ -104,15 +118,26 @@ class TreeBuilder:
     def add(self, item: ItemEntry, encoded: bytes | None = None, leaf: bytes | None = None) -> None:
         """Append the next item. ``encoded`` and ``leaf``, when given, must be ``item.encode()`` and its leaf hash
         (a verifier that has just checked them in a node passes them instead of computing them again)."""
-        raw = item.name.encode("utf-8")
+        name = item.name
+        raw = name.encode("utf-8")
         if self._last_name is not None and raw <= self._last_raw:
-            raise ValueError(f"items out of order: {item.name!r} after {self._last_name!r}")
-        self._last_name, self._last_raw = item.name, raw
+            raise ValueError(f"items out of order: {name!r} after {self._last_name!r}")
+        self._last_name, self._last_raw = name, raw
         self.count += 1
         self.bytes += item.size
         if encoded is None:
             encoded = self._packer.pack(item.to_value())  # item.encode(), same bytes
-        self._push(0, encoded, item.name, 1, leaf)
+        # self._push(0, encoded, name, 1, leaf), inlined: this runs once per item
+        if not self._levels:
+            self._levels.append(_Level())
+        lv = self._levels[0]
+        if lv.close_next:
+            self._close(0)
+        lv.entries.append(encoded)
+        lv.leaves.append(leaf if leaf is not None else _B3(b"\x00" + encoded, derive_key_context=CTX_TREE).digest())
+        lv.count += 1
+        lv.last = name
+        lv.close_next = _closes_level0(raw)
 
     def _push(self, level: int, encoded: bytes, key: str, count: int, leaf: bytes | None = None) -> None:
         if level == len(self._levels):

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Benchmark: a few large files. 1 GiB in 8 files (defaults) of deterministic, incompressible bytes.
 
-Recording, each from a fresh store/target per repetition, after ``sync`` (no dirty pages left by the previous one):
+Recording, each into a fresh store/target, deleted again right after its step (so every contender writes into
+memory the page cache just freed: kept output would make the next writer fault in fresh pages, which on a VM
+costs several times more), after ``sync``, contenders interleaved:
 
 * ``ledger add RUN DATA`` + ``ledger seal RUN --key K`` (copies into the store, hashes, fsyncs, signs)
-* ``cp -r DATA COPY && b3sum COPY/*`` (copies and hashes, no fsync) — target: ledger <= 1.5x
+* ``cp -r DATA COPY && b3sum COPY/*`` (copies and hashes, nothing made durable) -- target: ledger <= 1.5x
+* ``cp -r DATA COPY && sync COPY/* && b3sum COPY/*`` (the same, durable as ledger's copy is)
 * ``git add -A && git commit -q`` in a fresh repository (zlib-compresses every object)
 
-Verifying the recorded data (warm page cache):
+Verifying (warm page cache):
 
 * ``ledger verify RUN --trust K.pub`` (signature, every byte re-hashed, tree rebuilt, chain, marker)
-* ``b3sum DATA/*`` alone — target: ledger <= 1.5x
-* ``git fsck --full`` on the repository above (git's own re-hash of every object), for comparison
+* ``b3sum DATA/*`` alone -- target: ledger <= 1.5x
+* ``git fsck --full`` on a repository holding the same files (git's own re-hash of every object)
 
 The fixed cost of starting the ``ledger`` CLI (interpreter + imports, ``ledger --version``) is reported too:
 it is a constant, so it weighs less the more data a run holds.
@@ -48,10 +51,6 @@ def generate(root: str, files: int, total: int) -> list[str]:
     return paths
 
 
-def sync() -> None:
-    os.sync()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=8)
@@ -60,6 +59,7 @@ def main() -> None:
     ap.add_argument("--tmp", default=None, help="parent directory for the temporary data (default: $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--skip-git", action="store_true", help="skip git (slow: it compresses every byte)")
+    ap.add_argument("--no-wait", action="store_true", help="do not wait for an idle machine before each step")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
     args = ap.parse_args()
 
@@ -68,6 +68,7 @@ def main() -> None:
     work = os.path.join(base, "work")
     os.makedirs(work)
     lg = bl.ledger_cmd()
+    bl.use_bytecode_cache(os.path.join(base, "pycache"))
     total = args.total_mib * bl.MiB
     try:
         print(f"generating {args.files} files, {args.total_mib} MiB in all, under {data}", file=sys.stderr)
@@ -79,49 +80,30 @@ def main() -> None:
         task_ver = f"verify {args.total_mib} MiB/{args.files}"
         rows: list[bl.Row] = []
 
-        startup = bl.repeat("ledger --version (CLI start-up)", args.reps, None,
-                            lambda _: [bl.run([*lg, "--version"])])
+        def fresh_store(i: int) -> str:
+            st = os.path.join(work, f"store{i}")
+            bl.run([*lg, "--store", st, "init"])
+            return st
 
-        # --- recording ---------------------------------------------------------------------------------------
-        def store_setup(i: int) -> str:
-            s = os.path.join(work, f"store{i}")
-            bl.run([*lg, "--store", s, "init"])
-            sync()
-            return s
+        def ledger_step(st: str) -> list[bl.Proc]:
+            return [bl.run([*lg, "--store", st, "add", "bench", data]),
+                    bl.run([*lg, "--store", st, "seal", "bench", "--key", key])]
 
-        def ledger_step(s: str) -> list[bl.Proc]:
-            return [bl.run([*lg, "--store", s, "add", "bench", data]),
-                    bl.run([*lg, "--store", s, "seal", "bench", "--key", key])]
+        def copy_dir(i: int) -> str:
+            return os.path.join(work, f"copy{i}")
 
-        stores: list[str] = []
-        m_rec = bl.repeat("ledger add + seal", args.reps, store_setup, ledger_step, stores.append)
-        rows.append(bl.Row(task_rec, "ledger", m_rec, m_rec))
-        for s in stores[:-1]:
-            bl.drop_tree(s)
-        store = stores[-1]
-
-        def cp_setup(i: int) -> str:
-            d = os.path.join(work, f"copy{i}")
-            sync()
-            return d
-
-        m_cp = bl.repeat("cp -r + b3sum", args.reps, cp_setup,
-                         lambda d: [bl.run(f"cp -r {data} {d} && b3sum {d}/* > /dev/null")], bl.drop_tree)
-        rows.append(bl.Row(task_rec, "cp -r + b3sum (copies)", m_cp, m_rec, "ledger <= 1.5x",
-                           m_rec.median <= 1.5 * m_cp.median))
-
-        git_dir = None
-        m_git = None
+        rec = [bl.Contender("ledger", ledger_step, fresh_store, bl.drop_tree),
+               bl.Contender("cp", lambda d: [bl.run(f"cp -r {data} {d} && b3sum {d}/* > /dev/null")], copy_dir,
+                            bl.drop_tree),
+               bl.Contender("cp-sync", lambda d: [bl.run(f"cp -r {data} {d} && sync {d}/* && b3sum {d}/* > /dev/null")],
+                            copy_dir, bl.drop_tree)]
+        home = os.path.join(work, "home")
+        os.makedirs(home, exist_ok=True)
+        genv = bl.git_env(home)
         if not args.skip_git:
-            home = os.path.join(work, "home")
-            os.makedirs(home, exist_ok=True)
-            genv = bl.git_env(home)
-            gits: list[str] = []
-
             def git_setup(i: int) -> str:
                 g = os.path.join(work, f"git{i}")
                 bl.run(["git", "init", "-q", "--bare", g], env=genv)
-                sync()
                 return g
 
             def git_step(g: str) -> list[bl.Proc]:
@@ -129,28 +111,44 @@ def main() -> None:
                 return [bl.run([*gargs, "add", "-A"], env=genv),
                         bl.run([*gargs, "commit", "-q", "-m", "bench"], env=genv)]
 
-            m_git = bl.repeat("git add -A + commit", args.reps, git_setup, git_step, gits.append)
-            rows.append(bl.Row(task_rec, "git add -A && git commit", m_git, m_rec))
-            for g in gits[:-1]:
-                bl.drop_tree(g)
-            git_dir = gits[-1]
+            rec.append(bl.Contender("git", git_step, git_setup, bl.drop_tree))
+        m = bl.interleave(rec, args.reps, quiet=not args.no_wait)
+        led = m["ledger"]
+        rows.append(bl.Row(task_rec, "ledger add + seal", led, led))
+        rows.append(bl.Row(task_rec, "cp -r + b3sum (copies)", m["cp"], led, "ledger <= 1.5x",
+                           led.median <= 1.5 * m["cp"].median))
+        rows.append(bl.Row(task_rec, "cp -r + sync + b3sum (durable)", m["cp-sync"], led, "ledger <= 1.5x",
+                           led.median <= 1.5 * m["cp-sync"].median))
+        if "git" in m:
+            rows.append(bl.Row(task_rec, "git add -A && git commit", m["git"], led))
 
-        # --- verifying -----------------------------------------------------------------------------------------
-        bl.warm([store, data])
-        m_ver = bl.repeat("ledger verify", args.reps, None,
-                          lambda _: [bl.run([*lg, "--store", store, "verify", "bench", "--trust", key + ".pub"])])
-        rows.append(bl.Row(task_ver, "ledger verify", m_ver, m_ver))
-        m_b3 = bl.repeat("b3sum", args.reps, None, lambda _: [bl.run(["b3sum", *files])])
-        rows.append(bl.Row(task_ver, "b3sum (the 8 files)", m_b3, m_ver, "ledger <= 1.5x",
-                           m_ver.median <= 1.5 * m_b3.median))
+        # --- verifying (warm page cache) ------------------------------------------------------------------------
+        store = fresh_store(-1)  # "store-1": not one of the timed runs' directories
+        ledger_step(store)
+        git_dir = None
+        if not args.skip_git:
+            git_dir = os.path.join(work, "git-final")
+            bl.run(["git", "init", "-q", "--bare", git_dir], env=genv)
+            bl.run(["git", f"--git-dir={git_dir}", f"--work-tree={data}", "add", "-A"], env=genv)
+            bl.run(["git", f"--git-dir={git_dir}", f"--work-tree={data}", "commit", "-q", "-m", "bench"], env=genv)
+        bl.warm([store, data] + ([git_dir] if git_dir else []))
+        ver = [bl.Contender("ledger verify", lambda _: [
+                   bl.run([*lg, "--store", store, "verify", "bench", "--trust", key + ".pub"])]),
+               bl.Contender("b3sum", lambda _: [bl.run(["b3sum", *files])]),
+               bl.Contender("start-up", lambda _: [bl.run([*lg, "--version"])])]
         if git_dir is not None:
-            m_fsck = bl.repeat("git fsck --full", args.reps, None,
-                               lambda _: [bl.run(["git", f"--git-dir={git_dir}", "fsck", "--full", "--no-progress"],
-                                                 env=bl.git_env(os.path.join(work, "home")))])
-            rows.append(bl.Row(task_ver, "git fsck --full", m_fsck, m_ver))
-            assert m_git is not None
-            rows.append(bl.Row(task_ver, "git add -A && git commit", m_git, m_ver))
+            ver.append(bl.Contender("git fsck", lambda _: [
+                bl.run(["git", f"--git-dir={git_dir}", "fsck", "--full", "--no-progress"], env=genv)]))
+        mv = bl.interleave(ver, args.reps, quiet=not args.no_wait)
+        lv, b3, startup = mv["ledger verify"], mv["b3sum"], mv["start-up"]
+        rows.append(bl.Row(task_ver, "ledger verify", lv, lv))
+        rows.append(bl.Row(task_ver, "b3sum (the 8 files)", b3, lv, "ledger <= 1.5x", lv.median <= 1.5 * b3.median))
+        if "git fsck" in mv:
+            rows.append(bl.Row(task_ver, "git fsck --full", mv["git fsck"], lv))
+        if "git" in m:
+            rows.append(bl.Row(task_ver, "git add -A && git commit", m["git"], lv))
         rows.append(bl.Row("fixed cost", "ledger --version (CLI start-up)", startup, None))
+        m_rec, m_cp, m_b3, m_ver = led, m["cp"], b3, lv
 
         bl.print_table(f"large files: {args.files} x {args.total_mib // args.files} MiB, median of {args.reps}",
                        rows)

@@ -52,6 +52,7 @@ def main() -> None:
 
     base = bl.tmpdir("ledger-bench-memory-", args.tmp)
     lg = bl.ledger_cmd()
+    bl.use_bytecode_cache(os.path.join(base, "pycache"))
     try:
         staged = os.path.join(base, "staged")
         key = os.path.join(base, "sealer.key")
@@ -67,23 +68,26 @@ def main() -> None:
         def copy_setup(i: int) -> str:
             s = os.path.join(base, f"store{i}")
             shutil.copytree(staged, s, symlinks=True)
+            stores.append(s)
             return s
 
         def seal_step(s: str) -> list[bl.Proc]:
             return [bl.run([*lg, "--store", s, "seal", "bench", "--key", key])]
 
-        m_seal = bl.repeat("ledger seal", args.reps, copy_setup, seal_step, stores.append)
+        m_seal = bl.interleave([bl.Contender("ledger seal", seal_step, copy_setup)], args.reps,
+                               warmup=False)["ledger seal"]
         rows.append(bl.Row(task, "ledger seal", m_seal, None, "peak RSS <= 512 MiB", m_seal.peak_rss <= LIMIT))
         store = stores[-1]
         for s in stores[:-1]:
             bl.drop_tree(s)
 
-        m_ver = bl.repeat("ledger verify", args.reps, None,
-                          lambda _: [bl.run([*lg, "--store", store, "verify", "bench", "--trust", key + ".pub"])])
+        m_ver = bl.interleave([bl.Contender("ledger verify", lambda _: [
+            bl.run([*lg, "--store", store, "verify", "bench", "--trust", key + ".pub"])])], args.reps,
+            warmup=False)["ledger verify"]
         rows.append(bl.Row(task, "ledger verify", m_ver, None, "peak RSS <= 512 MiB", m_ver.peak_rss <= LIMIT))
-        m_ls = bl.repeat("ledger ls --json (informational)", 1, None,
-                         lambda _: [bl.run([*lg, "--store", store, "ls", "bench", "--json"],
-                                           stdout_path=os.devnull)])
+        m_ls = bl.interleave([bl.Contender("ledger ls --json", lambda _: [
+            bl.run([*lg, "--store", store, "ls", "bench", "--json"], stdout_path=os.devnull)])], 1,
+            warmup=False)["ledger ls --json"]
         rows.append(bl.Row(task, "ledger ls --json (informational)", m_ls, None))
 
         bl.print_table(f"memory: {args.items} small records, peak RSS of each process", rows)

@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--skip", action="append", default=[], choices=["git", "in-toto", "sha256sum", "floor"],
                     help="skip a contender (repeatable)")
     ap.add_argument("--verify", action="store_true", help="also time `ledger verify` (informational)")
+    ap.add_argument("--no-wait", action="store_true", help="do not wait for an idle machine before each step")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
     args = ap.parse_args()
 
@@ -74,6 +75,7 @@ def main() -> None:
     work = os.path.join(base, "work")
     os.makedirs(work)
     lg = bl.ledger_cmd()
+    bl.use_bytecode_cache(os.path.join(base, "pycache"))
     try:
         print(f"generating {args.files} files of {args.size} bytes in {args.dirs} directories under {data}",
               file=sys.stderr)
@@ -87,28 +89,15 @@ def main() -> None:
         rows: list[bl.Row] = []
         task = f"{args.files // 1000}k x {args.size} B"
 
-        def store_setup(i: int) -> str:
-            s = os.path.join(work, f"store{i}")
-            bl.run([*lg, "--store", s, "init"])
-            return s
+        def fresh_store(i: int) -> str:
+            st = os.path.join(work, f"store{i}")
+            bl.run([*lg, "--store", st, "init"])
+            return st
 
-        def ledger_step(s: str) -> list[bl.Proc]:
-            return [bl.run([*lg, "--store", s, "add", "bench", data]),
-                    bl.run([*lg, "--store", s, "seal", "bench", "--key", key])]
-
-        stores: list[str] = []
-        m_ledger = bl.repeat("ledger add + seal", args.reps, store_setup, ledger_step, stores.append)
-        rows.append(bl.Row(task, "ledger", m_ledger, m_ledger))
-        store_bytes = bl.du(stores[-1])
-
-        verify_m = None
-        if args.verify:
-            verify_m = bl.repeat("ledger verify (informational)", args.reps, None,
-                                 lambda _: [bl.run([*lg, "--store", stores[-1], "verify", "bench", "--trust",
-                                                    key + ".pub"])])
-            rows.append(bl.Row(task, "ledger verify", verify_m, None))
-        for s in stores:
-            bl.drop_tree(s)
+        contenders = [bl.Contender(
+            "ledger", setup=fresh_store, teardown=bl.drop_tree,
+            step=lambda st: [bl.run([*lg, "--store", st, "add", "bench", data]),
+                             bl.run([*lg, "--store", st, "seal", "bench", "--key", key])])]
 
         if "git" not in args.skip:
             home = os.path.join(work, "home")
@@ -125,9 +114,7 @@ def main() -> None:
                 return [bl.run([*gargs, "add", "-A"], env=genv),
                         bl.run([*gargs, "commit", "-q", "-m", "bench"], env=genv)]
 
-            m = bl.repeat("git add -A + commit", args.reps, git_setup, git_step, bl.drop_tree)
-            rows.append(bl.Row(task, "git add -A && git commit", m, m_ledger, "ledger <= 0.3x git",
-                               m_ledger.median <= 0.3 * m.median))
+            contenders.append(bl.Contender("git", git_step, git_setup, bl.drop_tree))
 
         intoto = bl.console_script("in-toto-run")
         if intoto is None and "in-toto" not in args.skip:
@@ -139,28 +126,48 @@ def main() -> None:
                 return d
 
             def it_step(d: str) -> list[bl.Proc]:
-                p = bl.run([intoto, "-x", "-p", ".", "--step-name", "bench", "--signing-key", pem,
-                            "-d", d, "-q"], cwd=data)
+                assert intoto is not None
+                p = bl.run([intoto, "-x", "-p", ".", "--step-name", "bench", "--signing-key", pem, "-d", d, "-q"],
+                           cwd=data)
                 if not any(f.endswith(".link") for f in os.listdir(d)):
                     raise SystemExit("in-toto-run wrote no link file")
                 return [p]
 
-            m = bl.repeat("in-toto-run -x -p .", args.reps, it_setup, it_step, bl.drop_tree)
-            rows.append(bl.Row(task, "in-toto-run -x -p . (signed)", m, m_ledger, "ledger < in-toto-run",
-                               m_ledger.median < m.median))
+            contenders.append(bl.Contender("in-toto", it_step, it_setup, bl.drop_tree))
 
+        manifest = os.path.join(work, "manifest")
         if "sha256sum" not in args.skip:
-            manifest = os.path.join(work, "manifest")
-            m = bl.repeat("find | xargs sha256sum", args.reps, None,
-                          lambda _: [bl.run("find . -type f -print0 | xargs -0 sha256sum", cwd=data,
-                                            stdout_path=manifest)])
-            rows.append(bl.Row(task, "find | xargs -0 sha256sum > manifest", m, m_ledger))
-
+            contenders.append(bl.Contender(
+                "sha256sum", lambda _: [bl.run("find . -type f -print0 | xargs -0 sha256sum", cwd=data,
+                                               stdout_path=manifest)]))
+        pack = os.path.join(work, "floor.pack")
         if "floor" not in args.skip:
-            pack = os.path.join(work, "floor.pack")
-            m = bl.repeat("python read+blake3+append floor", args.reps, None,
-                          lambda _: [bl.run([sys.executable, "-c", FLOOR, data, pack])])
-            rows.append(bl.Row(task, "python loop: read, b3, append (floor)", m, m_ledger))
+            contenders.append(bl.Contender("floor", lambda _: [bl.run([sys.executable, "-c", FLOOR, data, pack])]))
+
+        m = bl.interleave(contenders, args.reps, quiet=not args.no_wait)
+        led = m["ledger"]
+        rows.append(bl.Row(task, "ledger add + seal", led, led))
+        if "git" in m:
+            rows.append(bl.Row(task, "git add -A && git commit", m["git"], led, "ledger <= 0.3x git",
+                               led.median <= 0.3 * m["git"].median))
+        if "in-toto" in m:
+            rows.append(bl.Row(task, "in-toto-run -x -p . (signed)", m["in-toto"], led, "ledger < in-toto-run",
+                               led.median < m["in-toto"].median))
+        if "sha256sum" in m:
+            rows.append(bl.Row(task, "find | xargs sha256sum > manifest", m["sha256sum"], led))
+        if "floor" in m:
+            rows.append(bl.Row(task, "python read+b3+append loop (floor)", m["floor"], led))
+
+        # One more (untimed) store, to size it and to time verify on it.
+        store = fresh_store(-1)  # "store-1": not one of the timed runs' directories
+        bl.run([*lg, "--store", store, "add", "bench", data])
+        bl.run([*lg, "--store", store, "seal", "bench", "--key", key])
+        store_bytes = bl.du(store)
+        if args.verify:
+            mv = bl.interleave([bl.Contender("ledger verify", lambda _: [
+                bl.run([*lg, "--store", store, "verify", "bench", "--trust", key + ".pub"])])], args.reps,
+                quiet=not args.no_wait)
+            rows.append(bl.Row(task, "ledger verify (informational)", mv["ledger verify"], None))
 
         bl.print_table(f"small files: {args.files} x {args.size} B in {args.dirs} dirs, median of {args.reps}",
                        rows)

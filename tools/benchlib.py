@@ -122,6 +122,71 @@ def repeat(name: str, reps: int, setup: Callable[[int], Any] | None, step: Calla
     return m
 
 
+@dataclass
+class Contender:
+    """One way of doing a task: ``setup(rep)`` (untimed) returns a context for ``step(ctx)``, whose processes'
+    walls are summed; ``teardown(ctx)`` (untimed) runs right after, so the next contender finds the machine as
+    this one did (freed page cache is reused at once; kept output would make the next writer fault in fresh
+    memory, which on a VM costs several times more)."""
+
+    name: str
+    step: Callable[[Any], Sequence[Proc]]
+    setup: Callable[[int], Any] | None = None
+    teardown: Callable[[Any], None] | None = None
+    note: str = ""
+
+
+def interleave(contenders: Sequence[Contender], reps: int, quiet: bool = True, warmup: bool = True
+               ) -> dict[str, Measure]:
+    """Run every contender ``reps`` times, interleaved (A B C, B C A, ...): background load and page-cache state
+    then weigh on all of them alike. With ``warmup``, one untimed round runs first (bytecode caches, page cache).
+    With ``quiet``, each step waits (up to a while) for an idle machine."""
+    out = {c.name: Measure(c.name, note=c.note) for c in contenders}
+    for i in range(-1 if warmup else 0, reps):
+        order = list(contenders[i % len(contenders):]) + list(contenders[:i % len(contenders)])
+        for c in order:
+            ctx = c.setup(i + 1 if warmup else i) if c.setup else None
+            os.sync()
+            if quiet and i >= 0:
+                wait_quiet()
+            procs = c.step(ctx)
+            wall = sum(p.wall for p in procs)
+            rss = max((p.maxrss for p in procs), default=0)
+            if c.teardown:
+                c.teardown(ctx)
+            label = "warm-up" if i < 0 else f"run {i + 1}/{reps}"
+            print(f"  {c.name:<40} {label:>9}: {wall:8.3f} s  peak RSS {rss / MiB:7.1f} MiB", file=sys.stderr,
+                  flush=True)
+            if i >= 0:
+                out[c.name].walls.append(wall)
+                out[c.name].rss.append(rss)
+    return out
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        vals = [int(v) for v in f.readline().split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return sum(vals), idle
+
+
+BUSY_SAMPLES: list[float] = []  # machine-wide busy fraction seen just before each step (reported)
+
+
+def wait_quiet(threshold: float = 0.15, window: float = 0.2, max_wait: float = 20.0) -> float:
+    """Wait until the machine is (nearly) idle -- other processes would skew wall times -- for at most
+    ``max_wait`` seconds; returns (and records) the busy fraction last seen."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        t0, i0 = _cpu_times()
+        time.sleep(window)
+        t1, i1 = _cpu_times()
+        busy = 1.0 - (i1 - i0) / max(t1 - t0, 1)
+        if busy <= threshold or time.monotonic() >= deadline:
+            BUSY_SAMPLES.append(busy)
+            return busy
+
+
 def drop_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
@@ -157,6 +222,14 @@ def du(path: str) -> int:
 
 
 # --- tools ----------------------------------------------------------------------------------------------------------
+
+def use_bytecode_cache(path: str) -> None:
+    """Let every Python program measured here (ledger, in-toto-run, the floor loop) cache its compiled bytecode,
+    under ``path`` (not in the source tree), as an installed package has it. Without this, an environment with
+    PYTHONDONTWRITEBYTECODE=1 recompiles an editable checkout's modules on every CLI call (~40 ms each)."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = path
+
 
 def console_script(name: str) -> str | None:
     """A Python console script of the running interpreter's environment (not a version-manager shim such as
@@ -265,11 +338,21 @@ def rows_json(rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
+def load_note() -> str:
+    """How busy the machine (all CPUs, including our own leftovers) was just before the timed steps."""
+    if not BUSY_SAMPLES:
+        return "background load: not sampled"
+    return (f"background load just before each step: median {100 * statistics.median(BUSY_SAMPLES):.0f}% busy, "
+            f"max {100 * max(BUSY_SAMPLES):.0f}% (of {os.cpu_count()} CPUs)")
+
+
 def write_json(path: str | None, bench: str, params: dict[str, Any], rows: list[Row],
                extra: dict[str, Any] | None = None) -> None:
+    print(load_note())
     if not path:
         return
-    doc = {"benchmark": bench, "machine": machine(), "params": params, "results": rows_json(rows), **(extra or {})}
+    doc = {"benchmark": bench, "machine": machine(), "params": params, "results": rows_json(rows),
+           "busy_before_steps": [round(b, 3) for b in BUSY_SAMPLES], **(extra or {})}
     with open(path, "w") as f:
         json.dump(doc, f, indent=2)
         f.write("\n")

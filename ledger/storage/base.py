@@ -39,6 +39,24 @@ class Upload(ABC):
     @abstractmethod
     def abort(self) -> None: ...
 
+    def copy_from(self, src: BinaryIO, size_hint: int = 0) -> tuple[bytes, int]:
+        """Append everything left in ``src`` to this (so far empty) upload, never holding it whole in memory;
+        returns the plain BLAKE3 digest of the bytes appended and their count. Backends that can copy without
+        passing the bytes through Python (the local store: ``copy_file_range``) do so."""
+        from ..digests import CHUNK, new_content_hasher
+
+        hasher = new_content_hasher(size_hint)
+        view = memoryview(bytearray(CHUNK))
+        total = 0
+        while True:
+            n = src.readinto(view)  # type: ignore[attr-defined]
+            if not n:
+                break
+            hasher.update(view[:n])
+            self.write(view[:n])
+            total += n
+        return hasher.digest(), total
+
     def __enter__(self) -> Upload:
         return self
 
