@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .digests import Digest, content_digest
 from .errors import Contention, LedgerError, NotFound, Refused, StorageError, UsageError
-from .layout import marker_key, sealing_key, staged_prefix
+from .layout import batch_key, batch_seq, marker_key, sealing_key, staged_prefix
 from .names import RECORD_KINDS, check_kind, check_name, check_run_id
 from .objects import Batch, ItemEntry, StagedItem
 from .packs import LOOSE_MIN, ContentIndex, PackWriter, loose_key
-from .storage import Store
+from .storage import Store, Upload
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 Progress = Callable[[int, int], None]  # (items done, bytes done)
+_MAX_PENDING = 16  # large objects whose publication (fsync + link) may wait while the next files are copied
 _PROBE = 64 * 1024  # first read of every file: below malloc's mmap threshold, and most evidence files fit in it
 
 
@@ -40,27 +42,51 @@ class AddResult:
         return sum(e.size for e in self.added)
 
 
-def staged_items(store: Store, run: str, cache: dict[str, Batch] | None = None) -> dict[str, StagedItem]:
-    """Every item staged for ``run`` so far, by name; two batches binding a name to different content is refused.
+def _read_batch(store: Store, run: str, key: str, cache: dict[str, Batch] | None) -> Batch:
+    batch = cache.get(key) if cache is not None else None
+    if batch is None:
+        if batch_seq(key) is None:
+            raise Refused(f"run {run}: unexpected object {key} in the staging area")
+        batch = Batch.from_bytes(store.get(key), f"run {run}: batch {key.rsplit('/', 1)[-1]}")
+        if cache is not None:
+            cache[key] = batch
+    if batch.run != run:
+        raise Refused(f"run {run}: batch {key} belongs to run {batch.run}")
+    return batch
 
-    Batches are written once and never change, so a caller that reads the staging area twice (seal: before and
-    after its fence) passes the same ``cache`` and only decodes the batches that are new."""
+
+def _conflict(accepted: dict[str, StagedItem], batch: Batch) -> tuple[StagedItem, StagedItem] | None:
+    """The first item of ``batch`` whose name an accepted batch bound to other content, with that binding."""
+    for s in batch.items:
+        prev = accepted.get(s.entry.name)
+        if prev is not None and prev.entry != s.entry:
+            return prev, s
+    return None
+
+
+def _accept(accepted: dict[str, StagedItem], batch: Batch) -> bool:
+    if _conflict(accepted, batch) is not None:
+        return False
+    setdefault = accepted.setdefault
+    for s in batch.items:
+        setdefault(s.entry.name, s)
+    return True
+
+
+def staged_items(store: Store, run: str, cache: dict[str, Batch] | None = None,
+                 upto: str | None = None) -> dict[str, StagedItem]:
+    """Every item staged for ``run``, by name (optionally only from batches before the key ``upto``).
+
+    Batches are numbered slots taken in write order, and each is accepted whole or not at all: a batch that binds a
+    name an earlier accepted batch bound to other content is rejected (its writer was told so, exit 6, and the
+    batch is ignored for good). So a name is bound once even when concurrent adds race, and a refused add leaves
+    nothing that counts. Batches never change, so a caller reading the staging area twice passes the same
+    ``cache`` and only decodes new batches."""
     out: dict[str, StagedItem] = {}
     for key in store.list(staged_prefix(run)):
-        batch = cache.get(key) if cache is not None else None
-        if batch is None:
-            batch = Batch.from_bytes(store.get(key), f"run {run}: batch {key.rsplit('/', 1)[-1]}")
-            if cache is not None:
-                cache[key] = batch
-        if batch.run != run:
-            raise Refused(f"run {run}: batch {key} belongs to run {batch.run}")
-        setdefault = out.setdefault
-        for s in batch.items:
-            prev = setdefault(s.entry.name, s)  # the first binding of a name stays
-            if prev is not s and prev.entry != s.entry:
-                raise Refused(f"run {run}: item {s.entry.name}: bound to two different contents "
-                              f"(b3:{prev.entry.blake3.hex()[:16]} and b3:{s.entry.blake3.hex()[:16]}) by "
-                              "concurrent adds")
+        if upto is not None and key >= upto:
+            break
+        _accept(out, _read_batch(store, run, key, cache))
     return out
 
 
@@ -144,13 +170,16 @@ class _Stager:
 
     def __init__(self, store: Store, run: str) -> None:
         self.store, self.run = store, run
-        self.existing = staged_items(store, run)
+        self._batches: dict[str, Batch] = {}
+        self.existing = staged_items(store, run, self._batches)
         self.index = ContentIndex(store)
         self._index_loaded = False
         self._loose: set[str] = set()  # hex digests of the loose objects, listed once (not one lookup per item)
         self.writer = PackWriter(store)
         self.items: list[StagedItem] = []
         self.unchanged: list[ItemEntry] = []
+        self._pending: list[tuple[Upload, Future[bool]]] = []  # large objects copied and bound, being published
+        self._publisher: ThreadPoolExecutor | None = None
 
     def _known(self, digest: bytes) -> tuple[bool, str | None]:
         """Whether content is already stored (and in which pack), so it is not stored twice."""
@@ -232,27 +261,80 @@ class _Stager:
             digest = Digest(raw)
             # Bind first: a name already bound to other content is refused before the object is published.
             self._bind(ItemEntry(name, kind, total, digest), None)
-            up.commit_if_absent(loose_key(digest))
-        finally:
+        except BaseException:
             up.abort()
+            raise
+        # Published (fsync, then link) by a helper thread, so that the disk writes this file while the next ones
+        # are copied; commit() waits for every publication before it writes the batch that refers to them.
+        if self._publisher is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._publisher = ThreadPoolExecutor(1, thread_name_prefix="ledger-publish")
+        self._pending.append((up, self._publisher.submit(_publish, up, loose_key(digest))))
+        if len(self._pending) > _MAX_PENDING:
+            self._pending.pop(0)[1].result()
         return total
+
+    def _publish_pending(self) -> None:
+        """Wait until every large object copied so far is published; the first failure is raised."""
+        pending, self._pending = self._pending, []
+        first: BaseException | None = None
+        for _, fut in pending:
+            try:
+                fut.result()
+            except BaseException as exc:  # wait for the others all the same, then report the first
+                first = first or exc
+        self._stop_publisher()
+        if first is not None:
+            raise first
+
+    def _stop_publisher(self) -> None:
+        if self._publisher is not None:
+            self._publisher.shutdown(wait=True)
+            self._publisher = None
 
     def commit(self) -> None:
         """Publish packs, then the batch; then make sure no seal started meanwhile that may have missed it."""
+        self._publish_pending()
         opening = not self.items and not self.existing and not staged_batch_keys(self.store, self.run)
         if not self.items and not opening:
             self.writer.abort()
             return  # nothing new: re-adding bound names with the same content is a no-op
         self.writer.finish()
         check_open(self.store, self.run)
-        key = f"{staged_prefix(self.run)}{time.time_ns():020d}-{secrets.token_hex(8)}.batch"
-        self.store.put_if_absent(key, Batch(self.run, tuple(self.items)).encode())
+        batch = Batch(self.run, tuple(self.items))
+        data = batch.encode()
+        keys = staged_batch_keys(self.store, self.run)
+        seq = (batch_seq(keys[-1]) or 0) + 1 if keys else 0
+        while not self.store.put_if_absent(batch_key(self.run, seq), data):
+            seq += 1  # another add took this slot: take the next (slots are write order)
+        key = batch_key(self.run, seq)
+        # Decide against every batch written before ours: they are all there (slots are taken in order) and final.
+        earlier = staged_items(self.store, self.run, self._batches, upto=key)
+        conflict = _conflict(earlier, batch)
+        if conflict is not None:
+            prev, mine = conflict
+            raise Refused(f"run {self.run}: item {mine.entry.name}: bound to other content by a concurrent add "
+                          f"(b3:{prev.entry.blake3.hex()[:16]}); a name is bound once, and nothing of this call "
+                          "was added")
         if self.store.exists(sealing_key(self.run)) or self.store.exists(marker_key(self.run)):
             raise Contention(f"run {self.run}: a seal started while these items were being added; they may not be "
                              "part of it (check `ledger ls` once the seal is done)")
 
     def abort(self) -> None:
+        pending, self._pending = self._pending, []
+        for up, fut in pending:
+            if fut.cancel():
+                up.abort()  # never started; a started one aborts its upload itself when done
+        self._stop_publisher()
         self.writer.abort()
+
+
+def _publish(up: Upload, key: str) -> bool:
+    try:
+        return up.commit_if_absent(key)
+    finally:
+        up.abort()
 
 
 def _require_store(store: Store) -> None:

@@ -27,6 +27,19 @@ def staged_prefix(run: str) -> str:
     return f"runs/{run}/staged/"
 
 
+def batch_key(run: str, seq: int) -> str:
+    """Batches are numbered slots, claimed with put-if-absent like the chain's, so their order is write order."""
+    return f"runs/{run}/staged/{seq:0{SLOT_DIGITS}d}.batch"
+
+
+def batch_seq(key: str) -> int | None:
+    tail = key.rsplit("/", 1)[-1]
+    digits = tail.removesuffix(".batch")
+    if not tail.endswith(".batch") or len(digits) != SLOT_DIGITS or not digits.isdigit():
+        return None
+    return int(digits)
+
+
 def marker_key(run: str) -> str:
     return f"runs/{run}/sealed"
 

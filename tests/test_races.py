@@ -292,11 +292,6 @@ def test_concurrent_adds_to_one_run_lose_nothing(setup: dict[str, Path]) -> None
         assert p.returncode == 0 and p.stdout == expected[name], name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug (design needed): concurrent adds binding one name to different contents each check the staged "
-    "batches before any of them is published, so all exit 0, and the run is then unusable: every later ls/seal "
-    "exits 6 'bound to two different contents by concurrent adds'. Needs a binding rule that holds under races "
-    "(e.g. a put-if-absent claim per name, or earliest batch wins with the losers told so)."))
 def test_concurrent_adds_binding_one_name_to_different_contents(setup: dict[str, Path]) -> None:
     """A name is bound once, even under a race: one adder wins, the others are refused (6), the run stays usable."""
     s = setup

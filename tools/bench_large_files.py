@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--skip-git", action="store_true", help="skip git (slow: it compresses every byte)")
     ap.add_argument("--no-wait", action="store_true", help="do not wait for an idle machine before each step")
+    ap.add_argument("--prefault-mib", type=int, default=3072,
+                    help="touch this much memory just before each step (VM memory effects; 0: off)")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
     args = ap.parse_args()
 
@@ -112,7 +114,8 @@ def main() -> None:
                         bl.run([*gargs, "commit", "-q", "-m", "bench"], env=genv)]
 
             rec.append(bl.Contender("git", git_step, git_setup, bl.drop_tree))
-        m = bl.interleave(rec, args.reps, quiet=not args.no_wait)
+        m = bl.interleave(rec, args.reps, quiet=not args.no_wait,
+                          prefault_mib=args.prefault_mib)
         led = m["ledger"]
         rows.append(bl.Row(task_rec, "ledger add + seal", led, led))
         rows.append(bl.Row(task_rec, "cp -r + b3sum (copies)", m["cp"], led, "ledger <= 1.5x",
@@ -139,7 +142,7 @@ def main() -> None:
         if git_dir is not None:
             ver.append(bl.Contender("git fsck", lambda _: [
                 bl.run(["git", f"--git-dir={git_dir}", "fsck", "--full", "--no-progress"], env=genv)]))
-        mv = bl.interleave(ver, args.reps, quiet=not args.no_wait)
+        mv = bl.interleave(ver, args.reps, quiet=not args.no_wait)  # reads only: no memory to fault in
         lv, b3, startup = mv["ledger verify"], mv["b3sum"], mv["start-up"]
         rows.append(bl.Row(task_ver, "ledger verify", lv, lv))
         rows.append(bl.Row(task_ver, "b3sum (the 8 files)", b3, lv, "ledger <= 1.5x", lv.median <= 1.5 * b3.median))

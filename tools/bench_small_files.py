@@ -67,6 +67,8 @@ def main() -> None:
                     help="skip a contender (repeatable)")
     ap.add_argument("--verify", action="store_true", help="also time `ledger verify` (informational)")
     ap.add_argument("--no-wait", action="store_true", help="do not wait for an idle machine before each step")
+    ap.add_argument("--prefault-mib", type=int, default=1024,
+                    help="touch this much memory just before each step (VM memory effects; 0: off)")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
     args = ap.parse_args()
 
@@ -144,7 +146,8 @@ def main() -> None:
         if "floor" not in args.skip:
             contenders.append(bl.Contender("floor", lambda _: [bl.run([sys.executable, "-c", FLOOR, data, pack])]))
 
-        m = bl.interleave(contenders, args.reps, quiet=not args.no_wait)
+        m = bl.interleave(contenders, args.reps, quiet=not args.no_wait,
+                          prefault_mib=args.prefault_mib)
         led = m["ledger"]
         rows.append(bl.Row(task, "ledger add + seal", led, led))
         if "git" in m:

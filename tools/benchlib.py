@@ -136,11 +136,22 @@ class Contender:
     note: str = ""
 
 
-def interleave(contenders: Sequence[Contender], reps: int, quiet: bool = True, warmup: bool = True
-               ) -> dict[str, Measure]:
+def prefault(mib: int) -> None:
+    """Touch ``mib`` MiB of fresh memory in a short-lived process, just before a timed step.
+
+    On a VM whose free memory goes back to the host (free page reporting, ballooning), the first use of such
+    memory faults it in from the host again, several times slower than reusing memory the guest still holds --
+    so whichever contender happens to run after memory was handed back would pay for it. Touching (and freeing)
+    enough memory right before each step puts every contender in the same state."""
+    if mib > 0:
+        subprocess.run([sys.executable, "-S", "-c", f"bytearray({mib} << 20)"], check=True)
+
+
+def interleave(contenders: Sequence[Contender], reps: int, quiet: bool = True, warmup: bool = True,
+               prefault_mib: int = 0) -> dict[str, Measure]:
     """Run every contender ``reps`` times, interleaved (A B C, B C A, ...): background load and page-cache state
     then weigh on all of them alike. With ``warmup``, one untimed round runs first (bytecode caches, page cache).
-    With ``quiet``, each step waits (up to a while) for an idle machine."""
+    With ``quiet``, each step waits (up to a while) for an idle machine; ``prefault_mib``: see :func:`prefault`."""
     out = {c.name: Measure(c.name, note=c.note) for c in contenders}
     for i in range(-1 if warmup else 0, reps):
         order = list(contenders[i % len(contenders):]) + list(contenders[:i % len(contenders)])
@@ -149,6 +160,7 @@ def interleave(contenders: Sequence[Contender], reps: int, quiet: bool = True, w
             os.sync()
             if quiet and i >= 0:
                 wait_quiet()
+            prefault(prefault_mib)
             procs = c.step(ctx)
             wall = sum(p.wall for p in procs)
             rss = max((p.maxrss for p in procs), default=0)

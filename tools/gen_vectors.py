@@ -606,7 +606,7 @@ def gen_objects() -> Json:
         {"type": "child entry", "value": tv(child.to_value()), "hex": child.encode().hex()},
         {"type": "completion marker", "key": layout.marker_key("nightly-42"),
          "value": tv(encoding.decode(marker.encode())), "hex": marker.encode().hex()},
-        {"type": "batch", "key": layout.staged_prefix("nightly-42") + "01767225600000000000-0011223344556677.batch",
+        {"type": "batch", "key": layout.batch_key("nightly-42", 0),
          "value": tv(encoding.decode(batch.encode())), "hex": batch.encode().hex()},
         {"type": "store config", "key": layout.CONFIG, "value": tv(encoding.decode(cfg.encode())),
          "hex": cfg.encode().hex()},

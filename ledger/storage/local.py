@@ -62,6 +62,8 @@ class _LocalUpload(Upload):
         exactly the bytes stored -- memory-mapped on all cores. Falls back to reading and writing when the kernel
         cannot copy between these files."""
         assert self._f is not None
+        if not hasattr(os, "copy_file_range"):  # Linux only
+            return super().copy_from(src, size_hint)
         try:
             src_fd = src.fileno()
             self._f.flush()
