@@ -328,15 +328,16 @@ def ratio(ledger: Measure, other: Measure) -> float:
 
 def print_table(title: str, rows: list[Row]) -> None:
     print(f"\n{title}")
-    head = f"| {'task':<22} | {'contender':<34} | {'wall s (median)':>15} | {'peak RSS MiB':>12} | " \
-           f"{'ledger / it':>11} | {'target':<22} | {'met':<3} |"
+    head = f"| {'task':<22} | {'contender':<34} | {'wall s (median)':>15} | {'min-max s':>15} | " \
+           f"{'peak RSS MiB':>12} | {'ledger / it':>11} | {'target':<22} | {'met':<3} |"
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
         rat = f"{ratio(r.baseline, r.measure):.2f}x" if r.baseline is not None and r.baseline is not r.measure \
             else "—"
         met = "" if r.met is None else ("yes" if r.met else "NO")
-        print(f"| {r.task:<22} | {r.contender:<34} | {r.measure.median:>15.3f} | "
+        spread = f"{min(r.measure.walls):.3f}-{max(r.measure.walls):.3f}" if r.measure.walls else ""
+        print(f"| {r.task:<22} | {r.contender:<34} | {r.measure.median:>15.3f} | {spread:>15} | "
               f"{r.measure.peak_rss / MiB:>12.1f} | {rat:>11} | {r.target:<22} | {met:<3} |")
 
 
