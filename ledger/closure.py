@@ -19,8 +19,8 @@ from .errors import CheckFailed, Contention, NotFound, Refused
 from .evidence import _require_store, staged_batch_keys, staged_items
 from .keys import SigningKey
 from .layout import marker_key, node_pack_ids, sealing_key, slot_key
-from .objects import Batch, CommitBody, ItemEntry, Marker, SignedCommit, StagedItem
-from .packs import MAX_PACK_BYTES, ContentIndex, encode_index, index_key, index_records, pack_key
+from .objects import Batch, CommitBody, Marker, SignedCommit, StagedItem
+from .packs import MAX_PACK_BYTES, ContentIndex, encode_index, index_key, index_records, loose_key, pack_key
 from .storage import Store, Upload
 from .tree import TreeBuilder, walk
 
@@ -70,7 +70,7 @@ def readiness(store: Store, run: str, staged: dict[str, StagedItem]) -> list[Cri
         if s.pack is not None:
             if sizes.get(s.entry.blake3) != s.entry.size:
                 missing.append(name)
-        elif store.size(f"objects/{s.entry.blake3.hex()[:2]}/{s.entry.blake3.hex()}") != s.entry.size:
+        elif store.size(loose_key(s.entry.blake3)) != s.entry.size:
             missing.append(name)
     missing.sort()  # reported in name order (sorting only the missing, not every item)
     detail = "all content stored" if not missing else f"content missing for {len(missing)} item(s), first {missing[0]}"
@@ -263,11 +263,3 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
         store.put_if_absent(marker_key(run), marker.encode())
         _cleanup(store, run, batch_keys)
         return SealResult(run, seq, commit, False, criteria)
-
-
-def sealed_items(store: Store, run: str) -> list[ItemEntry]:
-    """Not used by verification (which walks and checks the tree itself); a convenience for listing."""
-    from .verify import open_sealed
-
-    sealed = open_sealed(store, run)
-    return list(sealed.items())
