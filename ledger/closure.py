@@ -8,6 +8,7 @@ marker (fences late ``add`` calls) → tree-node packs → the commit slot (the 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from .errors import CheckFailed, Contention, NotFound, Refused
 from .evidence import _require_store, staged_batch_keys, staged_items
 from .keys import SigningKey
 from .layout import marker_key, node_pack_ids, sealing_key, slot_key
-from .objects import Batch, CommitBody, Marker, SignedCommit, StagedItem
+from .objects import NONCE_BYTES, Batch, CommitBody, Marker, SignedCommit, StagedItem
 from .packs import MAX_PACK_BYTES, ContentIndex, encode_index, index_key, index_records, loose_key, pack_key
 from .storage import Store, Upload
 from .tree import TreeBuilder, walk
@@ -164,7 +165,7 @@ def _sealed_error(run: str, seq: int, digest: bytes) -> Contention:
 
 
 def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | None = None,
-         progress: Callable[[str], None] | None = None) -> SealResult:
+         progress: Callable[[str], None] | None = None, nonce: bytes | None = None) -> SealResult:
     """Seal ``run``: exactly one writer wins; everyone else gets :class:`Contention` (exit 4)."""
     require_store(store)
     clock = now_ms or (lambda: time.time_ns() // 1_000_000)
@@ -239,12 +240,15 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
         content_packs = sorted({s.pack for s in staged.values() if s.pack is not None})
 
         say("appending the closure commit")
+        # A fresh nonce makes this sealer's commit unlike any other's, even one sealing the same tree with the same
+        # key in the same millisecond: finding our digest in a slot we seemed to lose then proves it was our write.
+        nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
         for _ in range(MAX_SLOT_ATTEMPTS):
             head = view.head
             seq = 0 if head is None else head.seq + 1
             body = CommitBody(run=run, seq=seq, parent=None if head is None else head.digest, root=root,
                               count=builder.count, total_bytes=builder.bytes, time_ms=clock(), key=key.public.key_id,
-                              log_size=seq, log_root=view.log_root(seq))
+                              log_size=seq, log_root=view.log_root(seq), nonce=nonce)
             body_bytes = body.encode()
             commit = SignedCommit(body_bytes, key.sign(body_bytes), body)
             if store.put_if_absent(slot_key(seq), commit.encode()):

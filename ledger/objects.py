@@ -19,6 +19,7 @@ from .errors import DecodeError
 from .names import KINDS, is_run_id, name_problem
 
 MAX_SEQ = 2**63 - 1
+NONCE_BYTES = 16  # per seal, random: two sealers never produce the same commit, so a digest match means 'mine'
 _U64 = 2**64 - 1
 _KIND_OF = {k: k for k in KINDS}  # one shared str per kind instead of one per decoded item (1M-item runs)
 _HEX = "0123456789abcdef"
@@ -125,10 +126,11 @@ class CommitBody:
     key: Digest
     log_size: int
     log_root: Digest
+    nonce: bytes
 
     def to_value(self) -> dict[str, Value]:
         return {"bytes": self.total_bytes, "count": self.count, "format": FORMAT, "key": self.key,
-                "log_root": self.log_root, "log_size": self.log_size, "parent": self.parent,
+                "log_root": self.log_root, "log_size": self.log_size, "nonce": self.nonce, "parent": self.parent,
                 "root": self.root, "run": self.run, "seq": self.seq, "time": self.time_ms}
 
     def encode(self) -> bytes:
@@ -138,7 +140,7 @@ class CommitBody:
     def from_bytes(cls, data: bytes, what: str = "commit body") -> CommitBody:
         m = encoding.decode_map(data, what, {
             "bytes": int, "count": int, "format": str, "key": bytes, "log_root": bytes, "log_size": int,
-            "parent": (bytes, type(None)), "root": bytes, "run": str, "seq": int, "time": int})
+            "nonce": bytes, "parent": (bytes, type(None)), "root": bytes, "run": str, "seq": int, "time": int})
         _format(m["format"], what)
         if not is_run_id(m["run"]):
             raise DecodeError(f"{what}: invalid run id {m['run']!r}")
@@ -149,10 +151,12 @@ class CommitBody:
         log_size = _nonneg(m["log_size"], f"{what}: log_size")
         if log_size != seq:
             raise DecodeError(f"{what}: log_size {log_size} != seq {seq}")
+        if len(m["nonce"]) != NONCE_BYTES:
+            raise DecodeError(f"{what}: nonce is not {NONCE_BYTES} bytes")
         return cls(m["run"], seq, parent, _digest(m["root"], f"{what}: root"),
                    _nonneg(m["count"], f"{what}: count"), _nonneg(m["bytes"], f"{what}: bytes"),
                    _nonneg(m["time"], f"{what}: time"), _digest(m["key"], f"{what}: key"), log_size,
-                   _digest(m["log_root"], f"{what}: log_root"))
+                   _digest(m["log_root"], f"{what}: log_root"), m["nonce"])
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,8 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
         fail("signature", f"commit {_short(commit.digest)}: signed by key {body.key.hex()[:16]}, "
                           "which is not among the trusted keys")
     elif not key.verify(commit.body_bytes, commit.sig):
-        fail("signature", f"commit {_short(commit.digest)}: bad signature for key {body.key.hex()[:16]}")
+        fail("signature", f"commit slot {sealed.seq} (commit {_short(commit.digest)}): bad signature for key "
+                          f"{body.key.hex()[:16]}")
     else:
         checks.append(Check("signature", True, f"Ed25519 signature by trusted key {body.key.hex()[:16]}"))
 
@@ -305,8 +306,11 @@ def _check_chain(store: Store, run: str, seq: int, commit: SignedCommit) -> str:
         if b.seq != s:
             raise CheckFailed(f"chain: commit in slot {s} says seq {b.seq}")
         if b.parent != prev:
-            raise CheckFailed(f"chain: commit {_short(c.digest)} (#{s}) does not link to its parent "
-                              f"{_short(prev) if prev else 'genesis'}")
+            if prev is None:
+                raise CheckFailed(f"chain: commit slot 0 (commit {_short(c.digest)}) has a parent; the genesis "
+                                  "commit has none")
+            raise CheckFailed(f"chain: commit slot {s} does not link to commit slot {s - 1}: it names parent "
+                              f"{_short(b.parent) if b.parent else 'none'}, slot {s - 1} holds commit {_short(prev)}")
         if s < seq and b.run == run:
             raise CheckFailed(f"chain: run {run} is sealed twice (#{s} and #{seq})")
         prev = c.digest

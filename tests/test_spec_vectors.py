@@ -590,7 +590,7 @@ def test_commit_chain() -> None:
             b["run"], b["seq"], b["count"], b["bytes"], b["time"], b["log_size"])
         assert (body.root.hex(), body.key.hex(), body.log_root.hex()) == (b["root"], b["key"], b["log_root"])
         assert body.parent == (None if b["parent"] is None else bytes.fromhex(b["parent"]))
-        assert ref_decode(body_bytes) == {**{k: bytes.fromhex(v) if k in ("key", "log_root", "root") else v
+        assert ref_decode(body_bytes) == {**{k: bytes.fromhex(v) if k in ("key", "log_root", "nonce", "root") else v
                                              for k, v in b.items()},
                                           "parent": None if b["parent"] is None else bytes.fromhex(b["parent"])}
         assert CommitBody.from_bytes(body_bytes).encode() == body_bytes
@@ -765,7 +765,7 @@ def test_seal_writes_the_vector_commits(tmp_path: Path) -> None:
             # The generator's content for item i of a case: the name and a newline, repeated i % 5 + 1 times.
             f.write_bytes((it["name"] + "\n").encode() * (n % 5 + 1))
             lg.add(run, [str(f)], kind=it["kind"], as_name=it["name"])
-        seal(store, run, sk, now_ms=lambda t=c["body"]["time"]: int(t))
+        seal(store, run, sk, now_ms=lambda t=c["body"]["time"]: int(t), nonce=bytes.fromhex(c["body"]["nonce"]))
         assert store.get(c["slot"]).hex() == c["envelope_hex"]
         marker = Marker.from_bytes(store.get(layout.marker_key(run)))
         assert marker.commit.hex() == c["digest"] and marker.seq == c["body"]["seq"]

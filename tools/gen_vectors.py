@@ -482,8 +482,14 @@ def signing_key(seed: bytes) -> SigningKey:
 
 def body_json(b: CommitBody) -> Json:
     return {"bytes": b.total_bytes, "count": b.count, "format": FORMAT, "key": b.key.hex(),
-            "log_root": b.log_root.hex(), "log_size": b.log_size, "parent": b.parent.hex() if b.parent else None,
+            "log_root": b.log_root.hex(), "log_size": b.log_size, "nonce": b.nonce.hex(),
+            "parent": b.parent.hex() if b.parent else None,
             "root": b.root.hex(), "run": b.run, "seq": b.seq, "time": b.time_ms}
+
+
+def vector_nonce(seq: int) -> bytes:
+    """The vectors' commit nonces (a sealer draws 16 random bytes; vectors need fixed ones)."""
+    return f"vector nonce {seq:03d}".encode()
 
 
 def gen_commits(tree_vectors: Json) -> Json:
@@ -497,7 +503,8 @@ def gen_commits(tree_vectors: Json) -> Json:
         body = CommitBody(run=run, seq=seq, parent=chain[-1].digest if chain else None,
                           root=Digest(bytes.fromhex(tc["root"])), count=tc["count"], total_bytes=tc["bytes"],
                           time_ms=TIME_0 + 60_000 * seq, key=k1.public.key_id, log_size=seq,
-                          log_root=Digest(root_from_leaf_hashes(LOG_HASHER, log_leaves)))
+                          log_root=Digest(root_from_leaf_hashes(LOG_HASHER, log_leaves)),
+                          nonce=vector_nonce(seq))
         bb = body.encode()
         commit = SignedCommit(bb, k1.sign(bb), body)
         chain.append(commit)
@@ -565,6 +572,8 @@ def gen_commits(tree_vectors: Json) -> Json:
         ("time is a bool", body_with(time=True)),
         ("invalid run id", body_with(run="-nightly")),
         ("key id of 32 bytes as str", body_with(key=base.body.key.hex())),
+        ("nonce of 15 bytes", body_with(nonce=base.body.nonce[:15])),
+        ("missing field nonce", without("nonce")),
     ]:
         add(f"body: {name}", "decode-error", "the body is refused before any signature check (spec/objects.md)",
             env(data, k1.sign(data)))
