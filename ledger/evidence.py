@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from .digests import Digest, content_digest
+from .digests import Digest, content_digest, hash_stream
 from .errors import Contention, LedgerError, NotFound, Refused, StorageError, UsageError
 from .layout import batch_key, batch_seq, marker_key, sealing_key, staged_prefix
 from .names import RECORD_KINDS, check_kind, check_name, check_run_id
@@ -255,6 +255,8 @@ class _Stager:
 
     def _stream_loose(self, name: str, kind: str, f: BinaryIO, size: int) -> int:
         """Copy a large file into the store once, hashing the bytes as they are written (never whole in memory)."""
+        if self.store.remote:
+            return self._send_loose(name, kind, f, size)
         up = self.store.upload()
         try:
             raw, total = up.copy_from(f, size)  # the store hashes exactly what it stored
@@ -264,15 +266,38 @@ class _Stager:
         except BaseException:
             up.abort()
             raise
-        # Published (fsync, then link) by a helper thread, so that the disk writes this file while the next ones
-        # are copied; commit() waits for every publication before it writes the batch that refers to them.
+        self._publish_later(up, loose_key(digest))
+        return total
+
+    def _publish_later(self, up: Upload, key: str) -> None:
+        """Publish on a helper thread (fsync and link locally, the final request remotely), so the next file is
+        copied meanwhile; commit() waits for every publication before it writes the batch that refers to them."""
         if self._publisher is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._publisher = ThreadPoolExecutor(1, thread_name_prefix="ledger-publish")
-        self._pending.append((up, self._publisher.submit(_publish, up, loose_key(digest))))
+        self._pending.append((up, self._publisher.submit(_publish, up, key)))
         if len(self._pending) > _MAX_PENDING:
             self._pending.pop(0)[1].result()
+
+    def _send_loose(self, name: str, kind: str, f: BinaryIO, size: int) -> int:
+        """Remote stores: hash first (reading a local file is far cheaper than sending it), send only content the
+        store does not hold yet, and hash again what is sent, so a file that changes meanwhile is caught."""
+        digest, total = hash_stream(f, size)
+        self._bind(ItemEntry(name, kind, total, digest), None)
+        key = loose_key(digest)
+        if self.store.exists(key):
+            return total
+        f.seek(0)
+        up = self.store.upload(key)
+        try:
+            raw, sent = up.copy_from(f, size)
+            if raw != digest or sent != total:
+                raise StorageError(f"run {self.run}: item {name}: the file changed while it was being added")
+        except BaseException:
+            up.abort()
+            raise
+        self._publish_later(up, key)
         return total
 
     def _publish_pending(self) -> None:

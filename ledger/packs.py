@@ -133,7 +133,7 @@ class PackWriter:
             self._done.append((self._id, self._up, self._recs))
         self._id = self._next_id()
         self.packs.append(self._id)
-        self._up, self._off, self._recs = self.store.upload(), 0, []
+        self._up, self._off, self._recs = self.store.upload(pack_key(self._id)), 0, []
 
     def finish(self) -> list[str]:
         """Publish every pack, then its index; an index is only ever visible after its pack."""

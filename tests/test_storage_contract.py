@@ -543,10 +543,27 @@ class TestLocalStore(StoreContract):
         assert Path(path) == Path(store.root, "objects", "ab", "cdef")
 
 
+class TestS3Store(StoreContract):
+    """The same contract against a real S3 API server (moto's, on loopback, or LEDGER_TEST_S3_ENDPOINT)."""
+
+    large_object_peak_limit = 48 * MiB  # multipart: a few 8 MiB parts in flight, never the whole object
+
+    @pytest.fixture(autouse=True)
+    def _server(self, s3: Any) -> None:
+        self.s3 = s3
+
+    def new_store(self, where: Path) -> Store:
+        from ledger.storage.s3 import S3Store
+
+        store = S3Store(self.s3.url("contract"))
+        store.create()
+        return store
+
+
 def test_every_backend_runs_the_whole_contract() -> None:
     """Guard against a contract test being shadowed or a backend class dropping out of collection."""
     contract = {name for name in vars(StoreContract) if name.startswith("test_")}
     assert len(contract) >= 15
-    for backend in (TestMemoryStore, TestLocalStore):
+    for backend in (TestMemoryStore, TestLocalStore, TestS3Store):
         assert issubclass(backend, StoreContract)
         assert not contract & set(vars(backend)), "a backend must not replace a contract test"

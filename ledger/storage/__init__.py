@@ -24,7 +24,9 @@ def open_store(url: str | None) -> Store:
             raise UsageError(f"store URL {url!r}: file URLs must be file:///absolute/path")
         return LocalStore(unquote(parsed.path))
     if url.startswith("s3://"):
-        raise UsageError(f"store URL {url!r}: the S3 backend is not available in this version")
+        from .s3 import S3Store  # boto3 is imported only for S3 stores
+
+        return S3Store(url)
     if "://" in url:
         raise UsageError(f"store URL {url!r}: unknown scheme (use a path, file:///path or s3://bucket/prefix)")
     return LocalStore(url)

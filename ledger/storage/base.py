@@ -81,6 +81,7 @@ class Store(ABC):
     """Conditional key-value storage: the only thing the layers above know about where bytes live."""
 
     url: str
+    remote = False  # True where writes cost a network round trip: content is hashed first, sent only if new
 
     @abstractmethod
     def exists_store(self) -> bool:
@@ -126,8 +127,8 @@ class Store(ABC):
         """Keys starting with ``prefix``, in lexicographic (byte) order, strictly after ``start_after``."""
 
     @abstractmethod
-    def upload(self) -> Upload:
-        """Begin a streaming write."""
+    def upload(self, key: str | None = None) -> Upload:
+        """Begin a streaming write; ``key``, when already known, lets a remote backend send while it is written."""
 
     def range_reader(self, key: str) -> RangeReader:
         return RangeReader(self, key)

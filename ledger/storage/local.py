@@ -315,7 +315,7 @@ class LocalStore(Store):
         out.sort()
         return iter(out)
 
-    def upload(self) -> Upload:
+    def upload(self, key: str | None = None) -> Upload:
         self._ensure_dir(os.path.join(self.root, _TMP))
         return _LocalUpload(self)
 

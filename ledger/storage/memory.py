@@ -90,7 +90,7 @@ class MemoryStore(Store):
             keys = sorted(k for k in self._data if k.startswith(prefix) and (start_after is None or k > start_after))
         return iter(keys)
 
-    def upload(self) -> Upload:
+    def upload(self, key: str | None = None) -> Upload:
         return _MemUpload(self)
 
     # test helper: direct access for tamper tests
