@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 from .chain import ChainEntry, find_commit, iter_chain
 from .closure import SealResult, require_store, seal
-from .errors import CheckFailed, NotFound
-from .evidence import AddResult, add_paths, record, staged_items
+from .errors import CheckFailed, Contention, NotFound, UsageError
+from .evidence import AddResult, add_paths, apply_lock, record, staged_items
 from .keys import PublicKey, SigningKey
 from .layout import CONFIG, marker_key, sealing_key
 from .names import check_name, check_run_id
-from .objects import ItemEntry, StoreConfig
+from .objects import ItemEntry, StoreConfig, StoreLock
 from .packs import ContentIndex
 from .storage import Store, open_store
 from .verify import SealedRun, VerifyResult, open_sealed, verify
@@ -41,16 +41,39 @@ class Ledger:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.config: StoreConfig | None = None  # the store config, once init has read it
 
     @classmethod
     def open(cls, url: str | None = None) -> Ledger:
         return cls(open_store(url))
 
-    def init(self) -> bool:
-        """Create the store; True when it was created now, False when it already existed (idempotent)."""
-        self.store.create()
-        created = self.store.put_if_absent(CONFIG, StoreConfig().encode())
-        StoreConfig.from_bytes(self.store.get(CONFIG))
+    def init(self, lock: StoreLock | None = None) -> bool:
+        """Create the store; True when it was created now, False when it already existed (idempotent).
+
+        ``lock`` (S3 stores only, in a bucket with Object Lock enabled) records an Object Lock retention in the
+        config: from then on every write-once object is written WORM with it. The config is write-once too, so
+        re-running init is fine with the same lock or none, and refused (Contention, exit 4) with another one."""
+        if lock is None:
+            self.store.create()
+        else:
+            from .storage.s3 import S3Store
+
+            if not isinstance(self.store, S3Store):
+                raise UsageError(f"store {self.store.url}: Object Lock needs an S3 store (s3://bucket/prefix)")
+            self.store.create()
+            if not self.store.bucket_lock_enabled():
+                raise UsageError(f"store {self.store.url}: bucket {self.store.bucket!r} does not have Object Lock "
+                                 "enabled (enable it on the bucket first; ledger never changes bucket settings)")
+        wanted = StoreConfig(lock)
+        apply_lock(self.store, wanted)  # the config itself is write-once: WORM like the rest
+        created = self.store.put_if_absent(CONFIG, wanted.encode())
+        config = StoreConfig.from_bytes(self.store.get(CONFIG), f"store {self.store.url}: config")
+        if lock is not None and config != wanted:
+            now = (f"Object Lock {config.lock.mode} for {config.lock.days} days" if config.lock is not None
+                   else "no Object Lock")
+            raise Contention(f"store {self.store.url}: already initialised with {now}; the store config is "
+                             "write-once and cannot be changed")
+        self.config = config
         return created
 
     def add(self, run: str, paths: list[str], kind: str = "file", as_name: str | None = None,

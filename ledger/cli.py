@@ -19,6 +19,7 @@ from .api import Ledger
 from .errors import LedgerError, UsageError
 from .keys import generate_keyfile, load_public_key, load_signing_key
 from .names import KINDS, RECORD_KINDS
+from .objects import MAX_LOCK_DAYS, StoreLock
 
 EXIT_CODES = """\b
 Exit codes: 0 ok · 1 check failed (tampered, missing, bad signature, not ready)
@@ -75,16 +76,32 @@ def main(ctx: click.Context, store: str | None) -> None:
 
 
 @main.command()
+@click.option("--object-lock-days", "lock_days", type=click.IntRange(1, MAX_LOCK_DAYS), metavar="N",
+              help="S3 only: write every sealed object WORM (S3 Object Lock), retained N days from its write. "
+                   "The bucket must have Object Lock enabled.")
+@click.option("--object-lock-mode", "lock_mode", type=click.Choice(["governance", "compliance"],
+                                                                   case_sensitive=False),
+              help="Object Lock retention mode [default: governance]; compliance cannot be lifted by anyone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def init(ctx: click.Context, as_json: bool) -> None:
-    """Create the store (idempotent)."""
+def init(ctx: click.Context, lock_days: int | None, lock_mode: str | None, as_json: bool) -> None:
+    """Create the store (idempotent).
+
+    With --object-lock-days (an s3:// store in a bucket with Object Lock enabled), the store config records the
+    retention, and every write-once object -- config, commits, packs, loose objects, completion markers -- is
+    written with it. The config is write-once: re-running init with other lock options is refused (exit 4)."""
+    if lock_mode is not None and lock_days is None:
+        raise UsageError("--object-lock-mode needs --object-lock-days")
+    lock = StoreLock((lock_mode or "governance").upper(), lock_days) if lock_days is not None else None
     lg = _ledger(ctx)
-    created = lg.init()
+    created = lg.init(lock)
+    cfg_lock = lg.config.lock if lg.config is not None else None
     if as_json:
-        _out({"store": lg.store.url, "created": created})
+        _out({"store": lg.store.url, "created": created,
+              "object_lock": {"mode": cfg_lock.mode, "days": cfg_lock.days} if cfg_lock else None})
     else:
-        click.echo(f"{'initialised' if created else 'already initialised'}: {lg.store.url}")
+        locked = f" (Object Lock: {cfg_lock.mode}, {cfg_lock.days} days)" if cfg_lock else ""
+        click.echo(f"{'initialised' if created else 'already initialised'}: {lg.store.url}{locked}")
 
 
 @main.group()

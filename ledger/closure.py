@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from . import encoding
 from .chain import ChainEntry, ChainView
 from .digests import FORMAT, Digest
-from .errors import CheckFailed, Contention, NotFound, Refused
+from .errors import CheckFailed, Contention, NotFound, Refused, StorageError
 from .evidence import _require_store, staged_batch_keys, staged_items
 from .keys import SigningKey
 from .layout import marker_key, node_pack_ids, sealing_key, slot_key
@@ -155,9 +155,13 @@ def _marker_for(store: Store, run: str, entry: ChainEntry, staged: dict[str, Sta
 
 
 def _cleanup(store: Store, run: str, batch_keys: list[str]) -> None:
-    for key in batch_keys:
-        store.delete(key)
-    store.delete(sealing_key(run))
+    """Best effort: the marker is written, so the seal has completed; leftovers are harmless garbage."""
+    try:
+        for key in batch_keys:
+            store.delete(key)
+        store.delete(sealing_key(run))
+    except StorageError:
+        pass
 
 
 def _sealed_error(run: str, seq: int, digest: bytes) -> Contention:

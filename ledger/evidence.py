@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .digests import Digest, content_digest, hash_stream
 from .errors import Contention, LedgerError, NotFound, Refused, StorageError, UsageError
-from .layout import batch_key, batch_seq, marker_key, sealing_key, staged_prefix
+from .layout import CONFIG, batch_key, batch_seq, is_immutable, marker_key, sealing_key, staged_prefix
 from .names import RECORD_KINDS, check_kind, check_name, check_run_id
-from .objects import Batch, ItemEntry, StagedItem
+from .objects import Batch, ItemEntry, StagedItem, StoreConfig
 from .packs import LOOSE_MIN, ContentIndex, PackWriter, loose_key
 from .storage import Store, Upload
 
@@ -363,15 +363,25 @@ def _publish(up: Upload, key: str) -> bool:
 
 
 def _require_store(store: Store) -> None:
-    """The store exists and its config is a valid ledger/1 config (a damaged one is Corrupt, exit 1)."""
-    from .layout import CONFIG
-    from .objects import StoreConfig
-
+    """The store exists and its config is a valid ledger/1 config (a damaged one is Corrupt, exit 1). Every command
+    that writes comes through here, so this is where an S3 store learns the config's Object Lock retention."""
     try:
         data = store.get(CONFIG)
     except NotFound:
+        store.exists_store()  # a missing bucket or directory is named as such
         raise NotFound(f"store {store.url}: no ledger store here (run `ledger init`)") from None
-    StoreConfig.from_bytes(data, f"store {store.url}: config")
+    apply_lock(store, StoreConfig.from_bytes(data, f"store {store.url}: config"))
+
+
+def apply_lock(store: Store, config: StoreConfig) -> None:
+    """On an S3 store whose config sets Object Lock, make every later write of a write-once key WORM
+    (``layout.is_immutable``); staged batches and the sealing fence stay deletable. Other stores: nothing."""
+    if config.lock is None or not store.remote:
+        return
+    from .storage.s3 import S3Store  # imported only for remote stores, which are S3 stores
+
+    if isinstance(store, S3Store):
+        store.lock(config.lock.mode, config.lock.days, is_immutable)
 
 
 def add_paths(store: Store, run: str, paths: list[str], kind: str = "file", as_name: str | None = None,

@@ -341,16 +341,51 @@ def _no_ext(code: int, data: bytes) -> Value:
     raise ValueError("extension type")
 
 
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")  # S3 Object Lock retention modes, spelled as S3 spells them
+MAX_LOCK_DAYS = 36500  # 100 years, S3's limit on a default retention period
+
+
+@dataclass(frozen=True)
+class StoreLock:
+    """S3 Object Lock retention for every write-once object of a store: ``mode`` one of :data:`LOCK_MODES`,
+    ``days`` in ``[1, MAX_LOCK_DAYS]``, counted from each object's write."""
+
+    mode: str
+    days: int
+
+    def __post_init__(self) -> None:
+        if self.mode not in LOCK_MODES:
+            raise ValueError(f"object lock mode {self.mode!r}: expected one of {', '.join(LOCK_MODES)}")
+        if type(self.days) is not int or not 1 <= self.days <= MAX_LOCK_DAYS:
+            raise ValueError(f"object lock days {self.days!r}: expected an integer in [1, {MAX_LOCK_DAYS}]")
+
+    def to_value(self) -> dict[str, Value]:
+        return {"days": self.days, "mode": self.mode}
+
+    @classmethod
+    def from_value(cls, v: Value, what: str = "lock") -> StoreLock:
+        m = check_fields(v, what, {"days": int, "mode": str})
+        try:
+            return cls(str(m["mode"]), _nonneg(m["days"], f"{what}: days"))
+        except ValueError as exc:
+            raise DecodeError(f"{what}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class StoreConfig:
-    """Marks a location as a ledger store and names its format. It holds nothing else, so that every one of its
-    bytes is checked: no field exists that could be changed undetected."""
+    """Marks a location as a ledger store and names its format, and optionally the Object Lock retention its
+    write-once objects get (S3 only). It has exactly one encoding per value, so any change to it is detected."""
+
+    lock: StoreLock | None = None
 
     def encode(self) -> bytes:
-        return encoding.encode({"format": FORMAT})
+        v: dict[str, Value] = {"format": FORMAT}
+        if self.lock is not None:
+            v["lock"] = self.lock.to_value()
+        return encoding.encode(v)
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "store config") -> StoreConfig:
-        m = encoding.decode_map(data, what, {"format": str})
+        m = encoding.decode_map(data, what, {"format": str}, {"lock": dict})
         _format(m["format"], what)
-        return cls()
+        return cls(StoreLock.from_value(m["lock"], f"{what}: lock") if "lock" in m else None)

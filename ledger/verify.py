@@ -11,18 +11,23 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .chain import LOG_HASHER, read_slot, slot_numbers
 from .digests import Digest, content_digest, hash_file, hash_stream
 from .errors import CheckFailed, LedgerError, NotFound, StorageError, UsageError
 from .evidence import staged_batch_keys
 from .keys import PublicKey
-from .layout import CONFIG, marker_key
+from .layout import CONFIG, marker_key, slot_key
 from .merkle import root_from_leaf_hashes
 from .objects import ChildEntry, ItemEntry, Marker, SignedCommit, StoreConfig
-from .packs import ContentIndex, loose_key
+from .packs import ContentIndex, index_key, loose_key, pack_key
 from .storage import Store
 from .tree import TreeBuilder, _node_checked, walk, walk_leaves
+
+if TYPE_CHECKING:
+    from .storage.s3 import S3Store
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,7 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     if not store.exists_store() or not store.exists(CONFIG):
         raise NotFound(f"store {store.url}: no ledger store here")
     try:
-        StoreConfig.from_bytes(store.get(CONFIG))
+        config = StoreConfig.from_bytes(store.get(CONFIG))
         checks.append(Check("store", True, "ledger/1 store"))
     except CheckFailed as exc:
         return fail("store", str(exc))
@@ -241,12 +246,16 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     builder = TreeBuilder(None)
     bad: list[str] = []
     done = 0
+    s3 = _s3_store(store)
+    loose: list[str] | None = [] if s3 is not None and config.lock is not None else None  # for step 8
     try:
         for entry, encoded, leaf in walk_leaves(sealed.node, body.root):  # sealed.items(), with what it checked
             builder.add(entry, encoded, leaf)
             problem = _check_content(store, sealed, entry)
             if problem is not None:
                 bad.append(f"item {entry.name}: {problem}")
+            elif loose is not None and sealed.index.locate(entry.blake3) is None:
+                loose.append(loose_key(entry.blake3))
             done += 1
             if progress is not None and done % 1000 == 0:
                 progress(done, body.count)
@@ -291,7 +300,70 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
         fail("marker", "completion marker does not name this commit")
     else:
         checks.append(Check("marker", True, "completion marker present"))
+
+    # Step 8, S3 stores only: the Object Lock retention the run's write-once objects carry.
+    if s3 is not None:
+        checks.append(_check_retention(s3, run, config, sealed, loose or []))
     return res
+
+
+def _s3_store(store: Store) -> S3Store | None:
+    if not store.remote:  # only S3 stores are remote; local verification never imports the S3 module
+        return None
+    from .storage.s3 import S3Store
+
+    return store if isinstance(store, S3Store) else None
+
+
+def _when(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_retention(s3: S3Store, run: str, config: StoreConfig, sealed: SealedRun, loose: list[str]) -> Check:
+    """Read the Object Lock retention of the run's write-once objects: the config, the commit slot, the marker,
+    the marker's packs and indexes, and the run's loose content. With a lock in the config, every one of them MUST
+    be retained in that mode (or compliance, which is stronger); without one, the commit slot's is only reported."""
+    lock = config.lock
+    if lock is None:
+        found = s3.object_retention(slot_key(sealed.seq))
+        also = (f"; commit slot {sealed.seq} is retained {found[0]} until {_when(found[1])} (a bucket default)"
+                if found else "")
+        return Check("retention", True, f"no Object Lock configured by the store config{also}")
+    keys = [CONFIG, slot_key(sealed.seq)]
+    if sealed.marker is not None:
+        keys.append(marker_key(run))
+        for p in sealed.marker.packs:
+            keys += [pack_key(p), index_key(p)]
+    keys = list(dict.fromkeys(keys + loose))  # one content stored once may be several items' content
+
+    def look(key: str) -> tuple[str, datetime] | str:
+        try:
+            return s3.object_retention(key) or "no Object Lock retention"
+        except NotFound:
+            return "missing"
+
+    problems: list[str] = []
+    modes: set[str] = set()
+    earliest: datetime | None = None
+    for key, got in zip(keys, s3.pool.map(look, keys), strict=True):
+        if isinstance(got, str):
+            problems.append(f"object {key}: {got}")
+            continue
+        mode, until = got
+        if mode != lock.mode and mode != "COMPLIANCE":
+            problems.append(f"object {key}: retained in {mode} mode, the store config says {lock.mode}")
+            continue
+        modes.add(mode)
+        earliest = until if earliest is None or until < earliest else earliest
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        hint = (" (the store config sets Object Lock; reading retention needs s3:GetObjectRetention)"
+                if "no Object Lock retention" in problems[0] else "")
+        return Check("retention", False, f"run {run}: {problems[0]}{more}{hint}")
+    assert earliest is not None
+    expired = " (expired)" if earliest <= datetime.now(UTC) else ""
+    return Check("retention", True, f"Object Lock {'/'.join(sorted(modes))} on {len(keys)} object(s): retained "
+                                    f"until {_when(earliest)}{expired} at the earliest")
 
 
 def _check_chain(store: Store, run: str, seq: int, commit: SignedCommit) -> str:

@@ -727,6 +727,7 @@ def test_store_keys() -> None:
     assert (doc["loose_min"], doc["max_pack_bytes"], doc["slot_digits"]) == (
         packs.LOOSE_MIN, packs.MAX_PACK_BYTES, layout.SLOT_DIGITS)
     for k in doc["keys"]:
+        assert layout.is_immutable(k["key"]) is k["write_once"], k  # what an S3 store with Object Lock locks
         if "seq" in k:
             assert layout.slot_key(k["seq"]) == k["key"] and layout.slot_seq(k["key"]) == k["seq"]
             assert len(k["key"]) == len("chain/") + 20

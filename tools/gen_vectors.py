@@ -52,6 +52,7 @@ from ledger.objects import (  # noqa: E402
     SignedCommit,
     StagedItem,
     StoreConfig,
+    StoreLock,
     node_id,
 )
 from ledger.tree import TREE_HASHER, encode_node  # noqa: E402
@@ -609,6 +610,7 @@ def gen_objects() -> Json:
     batch = Batch("nightly-42", (StagedItem(entry, PACK_ID), StagedItem(ItemEntry("big.bin", "artifact",
                                                                                  2 * 1024 * 1024, d2), None)))
     cfg = StoreConfig()
+    locked = StoreConfig(StoreLock("GOVERNANCE", 30))
     sealing = {"format": FORMAT, "run": "nightly-42", "time": TIME_0}
     cases = [
         {"type": "item entry", "value": tv(entry.to_value()), "hex": entry.encode().hex()},
@@ -619,6 +621,8 @@ def gen_objects() -> Json:
          "value": tv(encoding.decode(batch.encode())), "hex": batch.encode().hex()},
         {"type": "store config", "key": layout.CONFIG, "value": tv(encoding.decode(cfg.encode())),
          "hex": cfg.encode().hex()},
+        {"type": "store config", "name": "store config with Object Lock", "key": layout.CONFIG,
+         "value": tv(encoding.decode(locked.encode())), "hex": locked.encode().hex()},
         {"type": "sealing fence", "key": layout.sealing_key("nightly-42"), "value": tv(sealing),
          "hex": encoding.encode(sealing).hex()},
     ]
@@ -652,6 +656,16 @@ def gen_objects() -> Json:
                                                                                               "x" * 32]], "run": "r"})},
         {"type": "store config", "name": "format ledger/2", "hex": ev({"format": "ledger/2"})},
         {"type": "store config", "name": "unknown field created", "hex": ev({"created": 0, "format": FORMAT})},
+        {"type": "store config", "name": "lock of 0 days", "hex": ev({"format": FORMAT, "lock": {"days": 0,
+                                                                                               "mode": "GOVERNANCE"}})},
+        {"type": "store config", "name": "lock of 36501 days",
+         "hex": ev({"format": FORMAT, "lock": {"days": 36501, "mode": "COMPLIANCE"}})},
+        {"type": "store config", "name": "lock mode in lower case",
+         "hex": ev({"format": FORMAT, "lock": {"days": 30, "mode": "governance"}})},
+        {"type": "store config", "name": "lock without mode", "hex": ev({"format": FORMAT, "lock": {"days": 30}})},
+        {"type": "store config", "name": "lock with unknown field",
+         "hex": ev({"format": FORMAT, "lock": {"days": 30, "mode": "GOVERNANCE", "until": 0}})},
+        {"type": "store config", "name": "lock nil", "hex": ev({"format": FORMAT, "lock": None})},
     ]
     return {
         "description": "Object encodings (spec/objects.md): value -> canonical bytes, node id derivation, and "
@@ -731,6 +745,8 @@ def gen_store() -> Json:
         {"what": "pack index", "pack_id": PACK_ID, "key": packs.index_key(PACK_ID)},
         {"what": "loose object", "digest": d.hex(), "key": packs.loose_key(d)},
     ]
+    for k in keys:  # write-once keys: never changed or deleted, so written WORM under Object Lock
+        k["write_once"] = layout.is_immutable(k["key"])
     return {
         "description": "Store keys (spec/store.md).",
         "loose_min": packs.LOOSE_MIN,

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from ..digests import hash_file
 from ..errors import Corrupt, NotFound, StorageError
-from .base import RangeReader, Store, Upload, check_key
+from .base import _KEY_RE, RangeReader, Store, Upload, check_key
 
 _TMP = "tmp"
 _UPLOAD_BUFFER = 1024 * 1024
@@ -309,6 +309,9 @@ class LocalStore(Store):
                     k = rel + fn
                     if k.startswith(prefix) and (start_after is None or k > start_after):
                         out.append(k)
+                        if not _KEY_RE.fullmatch(k):
+                            raise StorageError(f"store {self.root}: file {k!r} is not a ledger key (is the "
+                                               "directory shared with something else?)")
         except OSError as exc:
             raise _io_error(prefix, exc) from None
         del part

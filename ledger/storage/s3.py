@@ -112,12 +112,19 @@ class S3Store(Store):
         client.meta.events.register("before-send.s3", self._count_request)
         return client
 
-    def _count_request(self, request: Any = None, **kwargs: Any) -> None:
-        op = getattr(request, "context", {}).get("operation_name") if request is not None else None
-        self.requests[str(op or "?")] += 1
+    def _count_request(self, request: Any = None, event_name: str = "", **kwargs: Any) -> None:
+        """botocore's ``before-send.s3.<Operation>`` hook: once per HTTP attempt, retries included."""
+        self.requests[event_name.rsplit(".", 1)[-1] or "?"] += 1
         body = getattr(request, "body", None)
         if isinstance(body, bytes | bytearray):
             self.bytes_sent += len(body)
+        elif body is not None and hasattr(body, "seek") and hasattr(body, "tell"):
+            try:
+                pos = body.tell()
+                self.bytes_sent += body.seek(0, os.SEEK_END) - pos
+                body.seek(pos)
+            except (OSError, ValueError):
+                pass
 
     def _k(self, key: str) -> str:
         check_key(key)
@@ -136,6 +143,8 @@ class S3Store(Store):
             code, status = _error_code(exc)
             if code == "NoSuchBucket":
                 return NotFound(f"{self.url}: no such bucket {self.bucket!r}")
+            if code == "InvalidBucketName":
+                return UsageError(f"{self.url}: invalid bucket name {self.bucket!r}")
             if code in ("NoSuchKey", "404", "NotFound") or status == 404:
                 return NotFound(f"{what}: no such object")
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",
