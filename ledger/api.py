@@ -25,7 +25,7 @@ from .layout import CONFIG, marker_key, sealing_key
 from .names import check_name, check_run_id
 from .objects import ItemEntry, StoreConfig, StoreLock
 from .packs import ContentIndex
-from .storage import Store, open_store
+from .storage import Store, as_s3, open_store
 from .verify import SealedRun, VerifyResult, open_sealed, verify
 
 
@@ -53,17 +53,13 @@ class Ledger:
         ``lock`` (S3 stores only, in a bucket with Object Lock enabled) records an Object Lock retention in the
         config: from then on every write-once object is written WORM with it. The config is write-once too, so
         re-running init is fine with the same lock or none, and refused (Contention, exit 4) with another one."""
-        if lock is None:
-            self.store.create()
-        else:
-            from .storage.s3 import S3Store
-
-            if not isinstance(self.store, S3Store):
-                raise UsageError(f"store {self.store.url}: Object Lock needs an S3 store (s3://bucket/prefix)")
-            self.store.create()
-            if not self.store.bucket_lock_enabled():
-                raise UsageError(f"store {self.store.url}: bucket {self.store.bucket!r} does not have Object Lock "
-                                 "enabled (enable it on the bucket first; ledger never changes bucket settings)")
+        if lock is not None and as_s3(self.store) is None:
+            raise UsageError(f"store {self.store.url}: Object Lock needs an S3 store (s3://bucket/prefix)")
+        self.store.create()
+        s3 = as_s3(self.store)
+        if lock is not None and s3 is not None and not s3.bucket_lock_enabled():
+            raise UsageError(f"store {self.store.url}: bucket {s3.bucket!r} does not have Object Lock enabled "
+                             "(enable it on the bucket first; ledger never changes bucket settings)")
         wanted = StoreConfig(lock)
         apply_lock(self.store, wanted)  # the config itself is write-once: WORM like the rest
         created = self.store.put_if_absent(CONFIG, wanted.encode())

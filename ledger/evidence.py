@@ -21,7 +21,7 @@ from .layout import CONFIG, batch_key, batch_seq, is_immutable, marker_key, seal
 from .names import RECORD_KINDS, check_kind, check_name, check_run_id
 from .objects import Batch, ItemEntry, StagedItem, StoreConfig
 from .packs import LOOSE_MIN, ContentIndex, PackWriter, loose_key
-from .storage import Store, Upload
+from .storage import Store, Upload, as_s3
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -376,12 +376,11 @@ def _require_store(store: Store) -> None:
 def apply_lock(store: Store, config: StoreConfig) -> None:
     """On an S3 store whose config sets Object Lock, make every later write of a write-once key WORM
     (``layout.is_immutable``); staged batches and the sealing fence stay deletable. Other stores: nothing."""
-    if config.lock is None or not store.remote:
+    if config.lock is None:
         return
-    from .storage.s3 import S3Store  # imported only for remote stores, which are S3 stores
-
-    if isinstance(store, S3Store):
-        store.lock(config.lock.mode, config.lock.days, is_immutable)
+    s3 = as_s3(store)
+    if s3 is not None:
+        s3.lock(config.lock.mode, config.lock.days, is_immutable)
 
 
 def add_paths(store: Store, run: str, paths: list[str], kind: str = "file", as_name: str | None = None,

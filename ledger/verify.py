@@ -23,7 +23,7 @@ from .layout import CONFIG, marker_key, slot_key
 from .merkle import root_from_leaf_hashes
 from .objects import ChildEntry, ItemEntry, Marker, SignedCommit, StoreConfig
 from .packs import ContentIndex, index_key, loose_key, pack_key
-from .storage import Store
+from .storage import Store, as_s3
 from .tree import TreeBuilder, _node_checked, walk, walk_leaves
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     builder = TreeBuilder(None)
     bad: list[str] = []
     done = 0
-    s3 = _s3_store(store)
+    s3 = as_s3(store)
     loose: list[str] | None = [] if s3 is not None and config.lock is not None else None  # for step 8
     try:
         for entry, encoded, leaf in walk_leaves(sealed.node, body.root):  # sealed.items(), with what it checked
@@ -305,14 +305,6 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     if s3 is not None:
         checks.append(_check_retention(s3, run, config, sealed, loose or []))
     return res
-
-
-def _s3_store(store: Store) -> S3Store | None:
-    if not store.remote:  # only S3 stores are remote; local verification never imports the S3 module
-        return None
-    from .storage.s3 import S3Store
-
-    return store if isinstance(store, S3Store) else None
 
 
 def _when(t: datetime) -> str:

@@ -11,17 +11,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
+from s3server import start_server, stop_server
 
-TESTS = Path(__file__).resolve().parent
 ENDPOINT_ENV = "LEDGER_TEST_S3_ENDPOINT"
 
 
@@ -55,28 +53,6 @@ class S3Server:
         with urllib.request.urlopen(f"{self.endpoint}/__faults__", timeout=10) as r:
             counts: dict[str, int] = json.load(r)["counts"]
         return counts
-
-
-def start_server(lock: bool, seed: int = 0) -> tuple[subprocess.Popen[str], str]:
-    """Start tests/s3server.py and wait (by reading its first line, no sleeping) until it listens."""
-    args = [sys.executable, str(TESTS / "s3server.py"), "--seed", str(seed)] + (["--lock"] if lock else [])
-    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().split()
-    if len(line) != 2 or line[0] != "ready":
-        proc.kill()
-        raise RuntimeError(f"the S3 test server did not start: {line!r}")
-    return proc, f"http://127.0.0.1:{line[1]}"
-
-
-def stop_server(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdin is not None
-    proc.stdin.close()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="session")

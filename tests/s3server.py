@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -119,6 +121,28 @@ class Faults:
             b"".join(self.app(environ, lambda *a, **k: None))  # the request takes effect ...
             self._drop(environ)  # ... and its response is lost
         return self.app(environ, start_response)
+
+
+def start_server(lock: bool, seed: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """Start tests/s3server.py and wait (by reading its first line, no sleeping) until it listens."""
+    args = [sys.executable, os.path.abspath(__file__), "--seed", str(seed)] + (["--lock"] if lock else [])
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    if len(line) != 2 or line[0] != "ready":
+        proc.kill()
+        raise RuntimeError(f"the S3 test server did not start: {line!r}")
+    return proc, f"http://127.0.0.1:{line[1]}"
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def main() -> None:

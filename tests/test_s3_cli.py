@@ -29,8 +29,9 @@ from typing import Any
 
 import blake3
 import pytest
-from conftest import S3Server, start_server, stop_server
-from test_cli import HEX64, Result, assert_error, base_env, run_cli, write
+from conftest import S3Server
+from s3server import start_server, stop_server
+from test_cli import HEX64, Cli, Result, assert_error, base_env, run_cli, write
 
 from ledger import Ledger
 
@@ -83,28 +84,17 @@ def b3(data: bytes) -> str:
     return str(blake3.blake3(data).hexdigest())
 
 
-class S3Cli:
-    """A fresh store URL on the test server, a working directory and a sealing key, and the CLI pointed at them."""
+class S3Cli(Cli):
+    """test_cli's Cli with the store at a fresh URL on the test server (``url``), and an environment per call."""
 
     def __init__(self, s3: S3Server, tmp: Path, name: str = "cli") -> None:
+        super().__init__(tmp)
         self.s3 = s3
-        self.tmp = tmp
         self.url = s3.url(name)
-        self.key = tmp / "keys" / "sealer.key"
-        self.pub = tmp / "keys" / "sealer.key.pub"
 
     def __call__(self, *args: Any, input: bytes | None = None, env: dict[str, str] | None = None,
-                 url: str | None = None) -> Result:
-        return run_cli(list(args), cwd=self.tmp, store=self.url if url is None else url, input=input, env=env)
-
-    def ok(self, *args: Any, input: bytes | None = None) -> Result:
-        r = self(*args, input=input)
-        assert r.code == 0, str(r)
-        assert "Traceback" not in r.err, str(r)
-        return r
-
-    def json(self, *args: Any, input: bytes | None = None) -> Any:
-        return self.ok(*args, "--json", input=input).json()
+                 url: str | None = None, store: Path | str | None = None) -> Result:
+        return run_cli(list(args), cwd=self.tmp, store=url or store or self.url, input=input, env=env)
 
     def fail(self, code: int, *args: Any, input: bytes | None = None, env: dict[str, str] | None = None,
              stdout_empty: bool = True, mentions: str | None = None) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -31,20 +30,14 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
 import benchlib as bl  # noqa: E402
 from bench_small_files import generate  # noqa: E402
+from s3server import start_server, stop_server  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WRITES = ("PutObject", "UploadPart", "CompleteMultipartUpload", "CreateMultipartUpload", "DeleteObject")
-
-
-def start_moto() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "s3server.py")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    word, port = proc.stdout.readline().split()
-    assert word == "ready"
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def phase(store: Any, fn: Any) -> tuple[float, Counter[str], int]:
@@ -76,7 +69,7 @@ def main() -> None:
     if args.endpoint:
         endpoint = args.endpoint
     else:
-        proc, endpoint = start_moto()
+        proc, endpoint = start_server(lock=False)
         os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                            "AWS_DEFAULT_REGION": "us-east-1"})
     os.environ["AWS_ENDPOINT_URL"] = endpoint
@@ -157,9 +150,8 @@ def main() -> None:
                 f.write("\n")
     finally:
         bl.drop_tree(base)
-        if proc is not None and proc.stdin is not None:
-            proc.stdin.close()
-            proc.wait(timeout=30)
+        if proc is not None:
+            stop_server(proc)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from ..errors import UsageError
@@ -10,9 +11,21 @@ from .base import Store, Upload, check_key
 from .local import LocalStore
 from .memory import MemoryStore
 
+if TYPE_CHECKING:
+    from .s3 import S3Store
+
 DEFAULT_STORE = ".ledger"
 
-__all__ = ["Store", "Upload", "LocalStore", "MemoryStore", "open_store", "check_key", "DEFAULT_STORE"]
+__all__ = ["Store", "Upload", "LocalStore", "MemoryStore", "open_store", "as_s3", "check_key", "DEFAULT_STORE"]
+
+
+def as_s3(store: Store) -> S3Store | None:
+    """The store as an S3Store, or None -- without importing boto3 for any other backend (only S3 is remote)."""
+    if not store.remote:
+        return None
+    from .s3 import S3Store
+
+    return store if isinstance(store, S3Store) else None
 
 
 def open_store(url: str | None) -> Store:

@@ -64,6 +64,12 @@ def _error_code(exc: Exception) -> tuple[str, int]:
     return code, status
 
 
+def _missing_key(exc: Exception) -> bool:
+    """A 404 about the object (a missing bucket is a different, louder error)."""
+    code, status = _error_code(exc)
+    return code != "NoSuchBucket" and (code in ("NoSuchKey", "404", "NotFound") or status == 404)
+
+
 def _retried(exc: Exception) -> bool:
     resp = getattr(exc, "response", None) or {}
     return int(resp.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0) > 0
@@ -119,6 +125,7 @@ class S3Store(Store):
         if isinstance(body, bytes | bytearray):
             self.bytes_sent += len(body)
         elif body is not None and hasattr(body, "seek") and hasattr(body, "tell"):
+            # botocore hands PutObject bodies over as seekable streams (for its checksums), not as bytes
             try:
                 pos = body.tell()
                 self.bytes_sent += body.seek(0, os.SEEK_END) - pos
@@ -276,10 +283,7 @@ class S3Store(Store):
         try:
             h = self.client.head_object(Bucket=self.bucket, Key=self._k(key))
         except bx.ClientError as exc:
-            code, status = _error_code(exc)
-            if code in ("404", "NoSuchKey", "NotFound") or status == 404:
-                if code == "NoSuchBucket":
-                    raise self._fail(exc, key) from None
+            if _missing_key(exc):
                 return None
             raise self._fail(exc, key) from None
         except Exception as exc:
@@ -290,13 +294,12 @@ class S3Store(Store):
         return self._conditional(key, data, lambda: self.client.put_object(
             Bucket=self.bucket, Key=self._k(key), Body=data, IfNoneMatch="*", **self._lock_args(key)))
 
-    def _conditional(self, key: str, expected: bytes | Callable[[], bytes] | None,
-                     attempt: Callable[[], Any]) -> bool:
-        """Run a create-if-absent write until it has a definite outcome.
+    def _conditional(self, key: str, expected: bytes | None, attempt: Callable[[], Any]) -> bool:
+        """Run a conditional write (If-None-Match or If-Match) until it has a definite outcome.
 
-        True: the object now holds what we wrote. False: someone else's object holds the key. A 412 after an
-        uncertain attempt (botocore retried a timeout or 5xx, or we retried a 409) may be our own write that
-        landed: then the stored bytes decide (``expected``), never the bare 412.
+        True: the object now holds what we wrote. False: the condition failed (412; or 404 for If-Match on a key
+        deleted meanwhile). A 412 after an uncertain attempt (botocore retried a timeout or 5xx, or we retried a
+        409) may be our own write that landed: then the stored bytes decide (``expected``), never the bare 412.
         """
         from botocore import exceptions as bx
 
@@ -312,6 +315,8 @@ class S3Store(Store):
                     if not uncertain or expected is None:
                         return False
                     return self._holds(key, expected)
+                if _missing_key(exc):
+                    return False
                 if status == 409 and code in ("ConditionalRequestConflict", "OperationAborted", ""):
                     uncertain = True
                     time.sleep(min(2.0, 0.05 * 2 ** n) * random.random())  # noqa: S311 - jitter, not secrecy
@@ -329,10 +334,9 @@ class S3Store(Store):
                 raise err from None
         raise StorageError(f"{self.url}: {key}: still conflicting after {CONFLICT_RETRIES} retries (409)")
 
-    def _holds(self, key: str, expected: bytes | Callable[[], bytes]) -> bool:
-        want = expected() if callable(expected) else expected
+    def _holds(self, key: str, expected: bytes) -> bool:
         try:
-            return self.get(key) == want
+            return self.get(key) == expected
         except NotFound:
             return False
 
@@ -348,32 +352,15 @@ class S3Store(Store):
             current = resp["Body"].read()
             etag = resp["ETag"]
         except bx.ClientError as exc:
-            code, status = _error_code(exc)
-            if (code in ("NoSuchKey", "404") or status == 404) and code != "NoSuchBucket":
+            if _missing_key(exc):
                 return False
             raise self._fail(exc, key) from None
         except Exception as exc:
             raise self._fail(exc, key) from None
         if current != expected:
             return False
-        for n in range(CONFLICT_RETRIES + 1):
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data, IfMatch=etag,
-                                       **self._lock_args(key))
-                return True
-            except bx.ClientError as exc:
-                code, status = _error_code(exc)
-                if status == 412 or code == "PreconditionFailed":
-                    return _retried(exc) and self._holds(key, data)
-                if status == 409:
-                    time.sleep(min(2.0, 0.05 * 2 ** n) * random.random())  # noqa: S311
-                    continue
-                if status == 404:
-                    return False
-                raise self._fail(exc, key) from None
-            except Exception as exc:
-                raise self._fail(exc, key) from None
-        raise StorageError(f"{self.url}: {key}: still conflicting after {CONFLICT_RETRIES} retries (409)")
+        return self._conditional(key, data, lambda: self.client.put_object(
+            Bucket=self.bucket, Key=self._k(key), Body=data, IfMatch=etag, **self._lock_args(key)))
 
     def delete(self, key: str) -> None:
         self._call("delete_object", key, Key=self._k(key))
