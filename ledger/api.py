@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .chain import ChainEntry, find_commit, iter_chain
 from .closure import SealResult, require_store, seal
-from .errors import CheckFailed, Contention, NotFound, UsageError
+from .errors import CheckFailed, Contention, ForeignObject, NotFound, UsageError
 from .evidence import AddResult, add_paths, apply_lock, record, staged_items
 from .keys import PublicKey, SigningKey
 from .layout import CONFIG, marker_key, sealing_key
@@ -55,6 +55,16 @@ class Ledger:
         re-running init is fine with the same lock or none, and refused (Contention, exit 4) with another one."""
         if lock is not None and as_s3(self.store) is None:
             raise UsageError(f"store {self.store.url}: Object Lock needs an S3 store (s3://bucket/prefix)")
+        if self.store.exists_store() and not self.store.exists(CONFIG):
+            # The config is a store's first object, so a location holding anything without one is not a ledger
+            # store: never make someone else's data look like one.
+            try:
+                first = next(iter(self.store.list("")), None)
+            except ForeignObject as exc:
+                first = exc.key
+            if first is not None:
+                raise UsageError(f"store {self.store.url}: already holds objects but no ledger config (first: "
+                                 f"{first}); refusing to initialise a ledger store there (choose an empty location)")
         self.store.create()
         s3 = as_s3(self.store)
         if lock is not None and s3 is not None and not s3.bucket_lock_enabled():

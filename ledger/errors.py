@@ -60,6 +60,14 @@ class StorageError(LedgerError):
     exit_code = 5
 
 
+class ForeignObject(StorageError):
+    """The store's location holds something that is not a ledger object (exit 5; ``init`` refuses it, exit 2)."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class Refused(LedgerError):
     """Evidence refused: invalid name, unknown kind, invalid record, secret detected (exit 6)."""
 

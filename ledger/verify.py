@@ -152,7 +152,10 @@ def open_sealed(store: Store, run: str) -> SealedRun:
     index = ContentIndex(store)
     packs = marker.packs if marker is not None else ()
     for p in packs:
-        index.load(p)
+        try:
+            index.load(p)
+        except (CheckFailed, NotFound) as exc:
+            raise CheckFailed(f"run {run}: completion marker names pack {p}: {exc}") from None
     if marker is None:
         index.load_all()
     return SealedRun(store, run, marker, seq, commit, index)
@@ -203,7 +206,8 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     checks = res.checks
 
     def fail(name: str, detail: str) -> VerifyResult:
-        checks.append(Check(name, False, f"run {run}: {detail}"))
+        prefix = f"run {run}: "
+        checks.append(Check(name, False, detail if detail.startswith(prefix) else prefix + detail))
         return res
 
     # Step 1: the store is a ledger/1 store.

@@ -16,7 +16,9 @@ Two optional WSGI middlewares:
   ``500`` (InternalError, nothing done), ``503`` (SlowDown, nothing done), ``409`` (ConditionalRequestConflict, for
   conditional writes only, nothing done), ``drop`` (the connection is closed before the request is handled),
   ``drop-after`` (the request is handled -- a write lands -- and the connection is closed before the response: the
-  ambiguous outcome), ``delay`` (the request is handled after a pause). ``GET /__faults__`` returns the counts.
+  ambiguous outcome), ``delay`` (the request is handled after a pause). Not in the default mix, only when named:
+  ``500-after`` (a conditional write is handled -- it lands -- and answered with a 500: the ambiguous outcome as an
+  HTTP error rather than a lost connection). ``GET /__faults__`` returns the counts.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class Faults:
         with self.lock:
             if self.rate <= 0 or self.rng.random() >= self.rate:
                 return None
-            kinds = [k for k in self.kinds if k != "409" or conditional]
+            kinds = [k for k in self.kinds if k not in ("409", "500-after") or conditional]
             if not kinds:
                 return None
             kind = self.rng.choice(kinds)
@@ -117,6 +119,9 @@ class Faults:
             self._drop(environ)
         if kind == "delay":
             time.sleep(self.rng.uniform(0.05, 0.3))  # latency injected by the server, not synchronisation
+        if kind == "500-after":
+            b"".join(self.app(environ, lambda *a, **k: None))  # the write lands ...
+            return self._error(start_response, "500 Internal Server Error", "InternalError", "fault injected")
         if kind == "drop-after":
             b"".join(self.app(environ, lambda *a, **k: None))  # the request takes effect ...
             self._drop(environ)  # ... and its response is lost

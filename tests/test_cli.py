@@ -183,6 +183,15 @@ def test_init_is_idempotent(tmp_path: Path) -> None:
     assert "already initialised" in r3.out
 
 
+def test_init_refuses_a_directory_holding_other_files(tmp_path: Path) -> None:
+    c = Cli(tmp_path)
+    c.store.mkdir()
+    (c.store / "notes.txt").write_text("not a ledger\n")
+    r = c("init")
+    assert_error(r, 2, mentions="notes.txt")
+    assert sorted(p.name for p in c.store.iterdir()) == ["notes.txt"], "a refused init wrote something"
+
+
 def test_store_location_default_env_and_file_url(tmp_path: Path, data_dir: Path) -> None:
     # default: ./.ledger in the working directory
     r = run_cli(["init"], cwd=tmp_path)

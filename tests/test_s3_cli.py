@@ -202,6 +202,18 @@ def test_init_is_idempotent(s3: S3Server, tmp_path: Path) -> None:
     assert not (tmp_path / ".ledger").exists(), "an S3 init created a local store"
 
 
+def test_init_refuses_a_prefix_holding_other_objects(s3: S3Server, tmp_path: Path) -> None:
+    """A prefix that already holds objects a ledger did not write is not made a store: exit 2 naming the object,
+    nothing written."""
+    cli = S3Cli(s3, tmp_path)
+    put(s3, cli.url, "reports/2026-11.csv", b"someone else's data\n")
+    before = listing(s3, cli.url)
+    r = cli("init")
+    assert_error(r, 2, mentions="reports/2026-11.csv")
+    assert "empty location" in r.err, str(r)
+    assert listing(s3, cli.url) == before, "a refused init wrote something"
+
+
 def test_add_packs_small_items_and_stores_large_ones_loose(sealed: Sealed) -> None:
     added = {e["name"]: e for e in sealed.added["added"]}
     assert sorted(added) == ["a.csv", "big.bin", "empty.txt", "sub/b.csv", "sub/deeper/c.bin"]

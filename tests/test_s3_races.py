@@ -506,3 +506,29 @@ def test_seals_under_faults_complete_or_exit_5(s3: Any, st: S3Run, rate: float,
         assert sorted(listed[run]) == sorted(expected[run]), (run, listed[run])
         for name, data in expected[run].items():
             assert lg.read(run, name) == data, (run, name)
+
+
+@pytest.mark.parametrize("attempts", ["1", "3"])
+def test_a_write_that_landed_but_answered_500_is_ours(s3: Any, monkeypatch: pytest.MonkeyPatch,
+                                                     attempts: str) -> None:
+    """A conditional PUT that took effect but was answered with a 500: with no retry (botocore gives up at once) and
+    with retries (the retry then meets a 412 from our own write), the store reads the slot back and reports the write
+    as ours. When another writer's bytes are there instead, the same failure is an error, never a false success."""
+    from ledger.errors import StorageError
+    from ledger.storage.s3 import S3Store
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", attempts)
+    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    store = S3Store(s3.url("landed-500"))
+    store.put_if_absent("runs/x/other", b"theirs")  # before the faults: a plain write
+    s3.faults(1.0, "500-after")  # (skips the test on an external endpoint)
+    try:
+        assert store.put_if_absent("runs/x/mine", b"ours") is True
+        with pytest.raises(StorageError, match="500|InternalError|internal"):
+            store.put_if_absent("runs/x/other", b"ours")
+        counts = s3.fault_counts()
+    finally:
+        s3.faults(0)
+    assert counts.get("500-after", 0) >= 2, counts
+    assert store.get("runs/x/mine") == b"ours"
+    assert store.get("runs/x/other") == b"theirs"

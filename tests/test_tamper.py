@@ -157,6 +157,8 @@ def verify_fails(s: Sealed, cwd: Path) -> list[dict[str, Any]]:
     assert doc["ok"] is False and doc["run"] == RUN, str(r)
     failed = [c for c in doc["checks"] if not c["ok"]]
     assert failed, str(r)
+    for c in failed:  # each detail names the run once, at its start
+        assert c["detail"].startswith(f"run {RUN}: ") and f"run {RUN}: run {RUN}" not in c["detail"], c
     # the human form tells the same story in one error line
     h = run_cli(s.store, "verify", RUN, "--trust", s.pub, cwd=cwd)
     assert h.code == 1 and "Traceback" not in h.err, str(h)
@@ -269,6 +271,23 @@ def test_marker_points_at_another_commit(two_runs: dict[str, Any], tmp_path: Pat
     # the other run is untouched and still verifies
     r, _ = _verify_two(tmp_path, two_runs, "run-b")
     assert r.code == 0, str(r)
+
+
+@pytest.mark.parametrize("how", ["other-valid-id", "dropped"])
+def test_marker_pack_list_tampered(fresh: Sealed, tmp_path: Path, how: str) -> None:
+    """A well-formed marker whose pack list was changed: verify fails naming the completion marker (or, for a
+    dropped pack, the items whose content can no longer be found through it)."""
+    path = fresh.store / fresh.roles["marker"]
+    m = Marker.from_bytes(path.read_bytes())
+    assert m.packs
+    packs = ("f" * 32,) + m.packs[1:] if how == "other-valid-id" else m.packs[1:]
+    path.write_bytes(Marker(m.run, m.seq, m.commit, packs).encode())
+    failed = verify_fails(fresh, tmp_path)
+    details = " ".join(c["detail"] for c in failed)
+    if how == "other-valid-id":
+        assert "completion marker names pack " + "f" * 32 in details, failed
+    else:
+        assert any(c["name"] in ("content", "tree", "commit") for c in failed), failed
 
 
 def test_earlier_commit_tampered_breaks_later_run_chain(two_runs: dict[str, Any], tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..digests import hash_file
-from ..errors import Corrupt, NotFound, StorageError
+from ..errors import Corrupt, ForeignObject, NotFound, StorageError
 from .base import _KEY_RE, RangeReader, Store, Upload, check_key
 
 _TMP = "tmp"
@@ -310,8 +310,8 @@ class LocalStore(Store):
                     if k.startswith(prefix) and (start_after is None or k > start_after):
                         out.append(k)
                         if not _KEY_RE.fullmatch(k):
-                            raise StorageError(f"store {self.root}: file {k!r} is not a ledger key (is the "
-                                               "directory shared with something else?)")
+                            raise ForeignObject(f"store {self.root}: file {k!r} is not a ledger key (is the "
+                                               "directory shared with something else?)", k)
         except OSError as exc:
             raise _io_error(prefix, exc) from None
         del part

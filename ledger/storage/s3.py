@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any, BinaryIO
 from urllib.parse import urlparse
 
-from ..errors import Corrupt, LedgerError, NotFound, StorageError, UsageError
+from ..errors import Corrupt, ForeignObject, LedgerError, NotFound, StorageError, UsageError
 from .base import RangeReader, Store, Upload, check_key
 
 PART_SIZE = 8 * 1024 * 1024           # multipart part size (S3 minimum is 5 MiB, except for the last part)
@@ -321,18 +321,24 @@ class S3Store(Store):
                     uncertain = True
                     time.sleep(min(2.0, 0.05 * 2 ** n) * random.random())  # noqa: S311 - jitter, not secrecy
                     continue
+                if status >= 500:
+                    return self._landed_or_raise(exc, key, expected)
                 raise self._fail(exc, key) from None
             except Exception as exc:
-                err = self._fail(exc, key)
-                # botocore gave up on a transient failure: the write may or may not have landed. Look.
-                if isinstance(err, StorageError) and expected is not None:
-                    try:
-                        if self._holds(key, expected):
-                            return True
-                    except LedgerError:
-                        pass
-                raise err from None
+                return self._landed_or_raise(exc, key, expected)
         raise StorageError(f"{self.url}: {key}: still conflicting after {CONFLICT_RETRIES} retries (409)")
+
+    def _landed_or_raise(self, exc: Exception, key: str, expected: bytes | None) -> bool:
+        """botocore gave up on a transient failure (5xx or transport): the write may or may not have landed. Look,
+        and report the failure only when our bytes are not there."""
+        err = self._fail(exc, key)
+        if isinstance(err, StorageError) and expected is not None:
+            try:
+                if self._holds(key, expected):
+                    return True
+            except LedgerError:
+                pass
+        raise err from None
 
     def _holds(self, key: str, expected: bytes) -> bool:
         try:
@@ -384,8 +390,8 @@ class S3Store(Store):
                 try:
                     check_key(key)
                 except StorageError:
-                    raise StorageError(f"{self.url}: object {obj['Key']!r} under the store's prefix is not a "
-                                       "ledger key (is the prefix shared with something else?)") from None
+                    raise ForeignObject(f"{self.url}: object {obj['Key']!r} under the store's prefix is not a "
+                                        "ledger key (is the prefix shared with something else?)", key) from None
                 yield key
             if not page.get("IsTruncated"):
                 return
