@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .chain import ChainEntry, find_commit, iter_chain
-from .closure import SealResult, require_store, seal
+from .closure import Assessment, SealResult, check, require_store, seal
 from .errors import CheckFailed, Contention, ForeignObject, NotFound, UsageError
 from .evidence import AddResult, add_paths, apply_lock, record, staged_items
 from .keys import PublicKey, SigningKey
@@ -25,8 +26,24 @@ from .layout import CONFIG, marker_key, sealing_key
 from .names import check_name, check_run_id
 from .objects import ItemEntry, StoreConfig, StoreLock
 from .packs import ContentIndex
+from .policy import Policy, load_policies
 from .storage import Store, as_s3, open_store
 from .verify import SealedRun, VerifyResult, open_sealed, verify
+
+if TYPE_CHECKING:
+    from .secrets import AllowRule, Scanner
+
+
+def _scanner(allow: Sequence[AllowRule]) -> Scanner:
+    from .secrets import Scanner
+
+    return Scanner(allow)
+
+
+def _policy(policy: Policy | Sequence[str] | None) -> Policy | None:
+    if policy is None or isinstance(policy, Policy):
+        return policy
+    return load_policies(list(policy)) if policy else None
 
 
 @dataclass(frozen=True)
@@ -83,16 +100,26 @@ class Ledger:
         return created
 
     def add(self, run: str, paths: list[str], kind: str = "file", as_name: str | None = None,
-            progress: Callable[[int, int], None] | None = None) -> AddResult:
-        return add_paths(self.store, run, paths, kind, as_name, progress)
+            progress: Callable[[int, int], None] | None = None, allow: Sequence[AllowRule] = ()) -> AddResult:
+        """Every file is scanned for secrets before a byte of it is stored (exit 6 on a hit); ``allow`` waives
+        false positives, and the waived findings are sealed with the run."""
+        return add_paths(self.store, run, paths, kind, as_name, progress, _scanner(allow))
 
-    def record(self, run: str, kind: str, value: object, name: str | None = None) -> AddResult:
+    def record(self, run: str, kind: str, value: object, name: str | None = None,
+               allow: Sequence[AllowRule] = ()) -> AddResult:
+        """A record (a dict), or its JSON text; for a typed kind a list or JSON array records one item each."""
         text = value if isinstance(value, (str, bytes)) else json.dumps(value)
-        return record(self.store, run, kind, text, name)
+        return record(self.store, run, kind, text, name, _scanner(allow))
 
-    def seal(self, run: str, key: SigningKey, progress: Callable[[str], None] | None = None) -> SealResult:
+    def check(self, run: str, policy: Policy | Sequence[str] | None = None) -> Assessment:
+        """Evaluate RUN's closure criteria (built-in, plus the policy's); nothing is written."""
         check_run_id(run)
-        return seal(self.store, run, key, progress=progress)
+        return check(self.store, run, _policy(policy))
+
+    def seal(self, run: str, key: SigningKey, progress: Callable[[str], None] | None = None,
+             policy: Policy | Sequence[str] | None = None) -> SealResult:
+        check_run_id(run)
+        return seal(self.store, run, key, progress=progress, policy=_policy(policy))
 
     def verify(self, run: str, trusted: list[PublicKey],
                progress: Callable[[int, int], None] | None = None) -> VerifyResult:

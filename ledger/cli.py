@@ -16,10 +16,25 @@ import click
 
 from . import __version__
 from .api import Ledger
+from .closure import Assessment, NotReady
 from .errors import LedgerError, UsageError
 from .keys import generate_keyfile, load_public_key, load_signing_key
 from .names import KINDS, RECORD_KINDS
 from .objects import MAX_LOCK_DAYS, StoreLock
+
+ALLOW_OPTION = click.option(
+    "--allow-secrets", "allow_file", metavar="FILE",
+    help="Allow-list (TOML) waiving secret-scanner false positives: [[allow]] item, reason[, line, detector]. "
+         "Waived findings are sealed into the commit for auditors to see.")
+
+
+def _allow(path: str | None) -> list[Any]:
+    if path is None:
+        return []
+    from .secrets import load_allow_list
+
+    return list(load_allow_list(path))
+
 
 EXIT_CODES = """\b
 Exit codes: 0 ok · 1 check failed (tampered, missing, bad signature, not ready)
@@ -133,16 +148,22 @@ def keys_generate(out: str, force: bool, as_json: bool) -> None:
 @click.option("--kind", default="file", show_default=True, metavar="KIND",
               help=f"Evidence kind: {', '.join(KINDS)}.")
 @click.option("--as", "as_name", metavar="NAME", help="Item name for a single file, or name prefix for a directory.")
+@ALLOW_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the added items as JSON.")
 @click.pass_context
 def add(ctx: click.Context, run: str, paths: tuple[str, ...], kind: str, as_name: str | None,
-        as_json: bool) -> None:
+        allow_file: str | None, as_json: bool) -> None:
     """Add files, or directories recursively, as evidence items of RUN (opened by its first add).
 
     A file is named by its base name, a directory's files by their path relative to it (use --as to
     prefix or rename). Content is streamed and stored once. Re-adding a name with the same content is a
-    no-op; with different content it is refused (exit 6): a name is bound once."""
-    res = _ledger(ctx).add(run, list(paths), kind, as_name, _progress_counter("adding"))
+    no-op; with different content it is refused (exit 6): a name is bound once.
+
+    Every file is scanned for secrets (AWS keys, private keys, tokens, passwords in assignments, ...) before a
+    byte of it is stored; a hit refuses the whole call (exit 6) naming the item, line and detector, never the
+    secret. With a typed --kind (offsets, receipt, summary, artifact, decision) each file must be a valid JSON
+    record of that kind."""
+    res = _ledger(ctx).add(run, list(paths), kind, as_name, _progress_counter("adding"), _allow(allow_file))
     if sys.stderr.isatty():
         click.echo("\r", err=True, nl=False)
     if as_json:
@@ -157,38 +178,109 @@ def add(ctx: click.Context, run: str, paths: tuple[str, ...], kind: str, as_name
 @click.argument("run")
 @click.argument("data", required=False, default="-", metavar="[JSON|-]")
 @click.option("--kind", required=True, metavar="KIND", help=f"Record kind: {', '.join(RECORD_KINDS)}.")
-@click.option("--name", metavar="NAME", help="Item name [default: records/KIND/<digest prefix>.json].")
-@click.option("--json", "as_json", is_flag=True, help="Print the recorded item as JSON.")
+@click.option("--name", metavar="NAME", help="Item name [default: from the kind and key fields, e.g. "
+                                             "offsets/TOPIC/PARTITION.json].")
+@ALLOW_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the recorded items as JSON.")
 @click.pass_context
-def record_cmd(ctx: click.Context, run: str, data: str, kind: str, name: str | None, as_json: bool) -> None:
-    """Add one structured record to RUN, from the JSON argument or stdin ('-').
+def record_cmd(ctx: click.Context, run: str, data: str, kind: str, name: str | None, allow_file: str | None,
+               as_json: bool) -> None:
+    """Add structured records to RUN, from the JSON argument or stdin ('-').
 
-    The item's content is the canonical JSON (sorted keys, no spaces)."""
+    \b
+    Typed kinds are validated (invalid: exit 6 naming the field):
+      offsets   {"topic", "partition", "start", "end"[, "group", "high"]}  end exclusive, start <= end
+      receipt   {"source", "count"[, "batch", "digest", "first", "last", "topic", "partition"]}
+      summary   {"ingested": 10, "duplicates": 0, ...[, "name"]}  non-negative integer counts
+      artifact  {"name", "version"[, "digest"]}
+      decision  {"name", "outcome"[, "reason", "inputs"]}
+      json      any JSON value
+    For a typed kind a JSON array records one item per element, all or nothing. Each item's content is the
+    canonical JSON (sorted keys, no spaces); its default name comes from the kind and key fields (see --name),
+    so recording the same fact again is a no-op and a contradicting one is refused."""
     text = sys.stdin.read() if data == "-" else data
-    res = _ledger(ctx).record(run, kind, text, name)
-    entries = res.added or res.unchanged
+    res = _ledger(ctx).record(run, kind, text, name, _allow(allow_file))
+    entries = res.added + res.unchanged
+    added = {e.name for e in res.added}
     if as_json:
-        _out({"run": run, "item": _item_json(entries[0]), "added": bool(res.added)})
+        _out({"run": run, "item": _item_json(entries[0]), "added": bool(res.added),
+              "items": [_item_json(e) | {"added": e.name in added} for e in entries]})
     else:
-        e = entries[0]
-        click.echo(f"run {run}: {'recorded' if res.added else 'already present'} {e.name} ({e.kind}, "
-                   f"{e.size} bytes, b3:{e.blake3.hex()[:16]})")
+        for e in entries:
+            click.echo(f"run {run}: {'recorded' if e.name in added else 'already present'} {e.name} ({e.kind}, "
+                       f"{e.size} bytes, b3:{e.blake3.hex()[:16]})")
+
+
+POLICY_OPTION = click.option(
+    "--policy", "policies", multiple=True, metavar="FILE",
+    help="Closure policy (TOML, repeatable: all must hold, on top of the built-in criteria). See the README.")
+
+
+def _print_report(rep: Assessment) -> None:
+    for c in rep.criteria:
+        mark = "ok  " if c.ok else "FAIL"
+        click.echo(f"[{mark}] {c.name:<18} {c.detail}")
+        if c.evidence and not c.ok:
+            click.echo(f"       looked at: {', '.join(c.evidence[:5])}" + (" ..." if len(c.evidence) > 5 else ""))
+    for w in rep.waivers:
+        click.echo(f"[waived] {w.item}:{w.line} {w.detector} ({w.reason})")
+
+
+@main.command("check")
+@click.argument("run")
+@POLICY_OPTION
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {run, ok, policy, criteria:[{name, ok, detail, evidence}], anchors, waivers}.")
+@click.pass_context
+def check_cmd(ctx: click.Context, run: str, policies: tuple[str, ...], as_json: bool) -> None:
+    """Closure readiness of open RUN: evaluate every criterion and show which hold and which fail, with the
+    evidence each looked at. Nothing is written. Exit 0 when all hold, 1 otherwise.
+
+    \b
+    Built-in criteria (always): non-empty, content-present, records-valid (every typed item is a valid record
+    of its kind), records-coherent (one offsets range per partition, one version per artifact).
+    A policy adds: min counts per kind, required artifacts, topics whose every partition needs offsets,
+    reconciliations between kinds, and continuity with the previous sealed run of each stream."""
+    rep = _ledger(ctx).check(run, list(policies) or None)
+    if as_json:
+        _out(rep.to_json())
+    else:
+        _print_report(rep)
+        click.echo(f"run {run}: {'ready to seal' if rep.ok else 'NOT ready to seal'}")
+    if not rep.ok:
+        if not as_json:
+            bad = next(c for c in rep.criteria if not c.ok)
+            _err(f"error: run {run}: not ready to seal: {bad.name}: {bad.detail}")
+        sys.exit(1)
 
 
 @main.command()
 @click.argument("run")
 @click.option("--key", "keyfile", required=True, metavar="KEYFILE", help="Ed25519 private key (ledger keys generate).")
+@POLICY_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the commit as JSON.")
 @click.pass_context
-def seal(ctx: click.Context, run: str, keyfile: str, as_json: bool) -> None:
-    """Check RUN's closure criteria and, only if they hold, build its evidence tree, sign the closure
-    commit and append it to the chain; then write the completion marker.
+def seal(ctx: click.Context, run: str, keyfile: str, policies: tuple[str, ...], as_json: bool) -> None:
+    """Check RUN's closure criteria (as `ledger check` does) and, only if they all hold, build its evidence
+    tree, sign the closure commit and append it to the chain; then write the completion marker.
 
-    Exactly one sealer of a run wins; the others exit 4 and write nothing. If the checks fail it exits
-    1 and writes nothing. Re-running after a crash completes the seal idempotently."""
+    The policy's digest, every criterion's result and the replay anchors are sealed into the commit, and
+    `verify` re-evaluates them. If any criterion fails it prints the same report as `check`, exits 1 and
+    writes nothing. Exactly one sealer of a run wins; the others exit 4 and write nothing. Re-running
+    after a crash completes the seal idempotently."""
     key = load_signing_key(keyfile)
     lg = _ledger(ctx)
-    res = lg.seal(run, key, progress=None if as_json else (lambda m: _err(m + " ...")))
+    try:
+        res = lg.seal(run, key, progress=None if as_json else (lambda m: _err(m + " ...")),
+                      policy=list(policies) or None)
+    except NotReady as exc:
+        rep = Assessment(run, exc.criteria, [], None, [])
+        if as_json:
+            _out({"run": run, "ok": False, "sealed": False, "criteria": [c.to_json() for c in exc.criteria]})
+        else:
+            _print_report(rep)
+            click.echo(f"run {run}: NOT sealed")
+        raise
     body = res.commit.body
     if as_json:
         out = _commit_json(res.seq, res.commit)
@@ -266,7 +358,11 @@ def _commit_json(seq: int, c: Any) -> dict[str, Any]:
     return {"run": b.run, "commit": c.digest.hex(), "seq": seq, "parent": b.parent.hex() if b.parent else None,
             "root": b.root.hex(), "items": b.count, "bytes": b.total_bytes, "time": _ts(b.time_ms),
             "key_id": b.key.hex(), "log": {"size": b.log_size, "root": b.log_root.hex()},
-            "format": "ledger/1"}
+            "format": "ledger/1", "policy": b.policy.hex() if b.policy else None,
+            "criteria": [{"name": n, "ok": ok, "detail": d} for n, ok, d in b.criteria],
+            "anchors": [{"group": g or None, "topic": t, "partition": p, "start": s, "end": e}
+                        for g, t, p, s, e in b.anchors],
+            "waivers": [w.to_value() for w in b.waivers]}
 
 
 @main.command()
@@ -283,7 +379,19 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     click.echo(f"commit  {j['commit']}  (#{e.seq})\nrun     {j['run']}\ntime    {j['time']}\n"
                f"items   {j['items']} ({j['bytes']} bytes)\nroot    {j['root']}\n"
                f"parent  {j['parent'] or '(genesis)'}\nkey     {j['key_id']}\n"
-               f"log     {j['log']['size']} earlier commit(s), root {j['log']['root']}")
+               f"log     {j['log']['size']} earlier commit(s), root {j['log']['root']}\n"
+               f"policy  {j['policy'] or '(built-in criteria only)'}")
+    b = e.commit.body
+    if b.criteria:
+        click.echo("criteria")
+        for n, ok, d in b.criteria:
+            click.echo(f"  [{'ok  ' if ok else 'FAIL'}] {n:<18} {d}")
+    if b.anchors:
+        click.echo("anchors")
+        for g, t, p, s, end in b.anchors:
+            click.echo(f"  {(g + ' ') if g else ''}{t}[{p}]  [{s}, {end})  {end - s} offset(s)")
+    for w in b.waivers:
+        click.echo(f"waived  {w.item}:{w.line} {w.detector} ({w.reason})")
 
 
 @main.command()

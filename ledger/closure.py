@@ -1,13 +1,14 @@
 """The closure protocol: check, build the tree, sign, and append the commit by put-if-absent on the next slot.
 
-Order of writes (spec/store.md, "Sealing"): readiness checks (nothing written if they fail) → the ``sealing``
-marker (fences late ``add`` calls) → tree-node packs → the commit slot (the fence: exactly one writer gets a slot)
-→ the completion marker → cleanup of staging. A crash after the slot write leaves a sealed run without marker:
-``verify`` reports it, and re-running ``seal`` writes the marker idempotently.
+Order of writes (spec/store.md, "Sealing"): the closure criteria (nothing written if any fails) → the ``sealing``
+marker (fences late ``add`` calls) → the sealed policy document → tree-node packs → the commit slot (the fence:
+exactly one writer gets a slot) → the completion marker → cleanup of staging. A crash after the slot write leaves a
+sealed run without marker: ``verify`` reports it, and re-running ``seal`` writes the marker idempotently.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -15,26 +16,30 @@ from dataclasses import dataclass
 
 from . import encoding
 from .chain import ChainEntry, ChainView
-from .digests import FORMAT, Digest
+from .digests import FORMAT, Digest, content_digest
 from .errors import CheckFailed, Contention, NotFound, Refused, StorageError
 from .evidence import _require_store, staged_batch_keys, staged_items
 from .keys import SigningKey
-from .layout import marker_key, node_pack_ids, sealing_key, slot_key
-from .objects import NONCE_BYTES, Batch, CommitBody, Marker, SignedCommit, StagedItem
+from .kinds import Offsets
+from .layout import marker_key, node_pack_ids, policy_key, sealing_key, slot_key
+from .objects import NONCE_BYTES, Batch, CommitBody, ItemEntry, Marker, SignedCommit, StagedItem, Waived
 from .packs import MAX_PACK_BYTES, ContentIndex, encode_index, index_key, index_records, loose_key, pack_key
+from .policy import Anchor, Criterion, Evidence, Policy, anchors, build_evidence, evaluate, previous_ends
 from .storage import Store, Upload
 from .tree import TreeBuilder, walk
 
 MAX_SLOT_ATTEMPTS = 1000
 
 
-@dataclass(frozen=True)
-class Criterion:
-    """One closure criterion's outcome, with what it looked at (printed by ``check``/``seal``, sealed later)."""
+class NotReady(CheckFailed):
+    """A seal (or check) whose criteria do not all hold (exit 1); carries the whole report for the CLI."""
 
-    name: str
-    ok: bool
-    detail: str
+    def __init__(self, run: str, criteria: list[Criterion]) -> None:
+        failed = [c for c in criteria if not c.ok]
+        more = f" (and {len(failed) - 1} more failing)" if len(failed) > 1 else ""
+        super().__init__(f"run {run}: not ready to seal: {failed[0].name}: {failed[0].detail}{more}")
+        self.run = run
+        self.criteria = criteria
 
 
 @dataclass(frozen=True)
@@ -50,14 +55,36 @@ class SealResult:
         return self.commit.digest
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What ``check`` reports and ``seal`` seals: every criterion, the anchors, the policy and the waivers."""
+
+    run: str
+    criteria: list[Criterion]
+    anchors: list[Offsets]
+    policy: Policy | None
+    waivers: list[Waived]
+    evidence: Evidence | None = None  # what was evaluated (for a re-evaluation against a newer chain)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.criteria)
+
+    def to_json(self) -> dict[str, object]:
+        return {"run": self.run, "ok": self.ok, "policy": self.policy.digest.hex() if self.policy else None,
+                "criteria": [c.to_json() for c in self.criteria],
+                "anchors": [{"group": a.group or None, "topic": a.topic, "partition": a.partition,
+                             "start": a.start, "end": a.end} for a in self.anchors],
+                "waivers": [w.to_value() for w in self.waivers]}
+
+
 def require_store(store: Store) -> None:
     """The store exists and its config is a valid ledger/1 config (a damaged one is Corrupt, exit 1)."""
     _require_store(store)
 
 
-def readiness(store: Store, run: str, staged: dict[str, StagedItem]) -> list[Criterion]:
-    """The criteria every seal checks before writing anything: a non-empty run whose content is all stored."""
-    out = [Criterion("non-empty", bool(staged), f"{len(staged)} item(s) staged")]
+def content_present(store: Store, staged: dict[str, StagedItem]) -> Criterion:
+    """Every staged item's content is stored, with the size the item says."""
     # Each packed item's digest must be listed, with its size, in the indexes of the run's packs: the size is the one
     # the first of those packs (in id order) that lists the digest gives, as a ContentIndex over them would answer.
     # Only the staged digests are held while the indexes are scanned (a million-item run's index is not loaded).
@@ -75,8 +102,72 @@ def readiness(store: Store, run: str, staged: dict[str, StagedItem]) -> list[Cri
             missing.append(name)
     missing.sort()  # reported in name order (sorting only the missing, not every item)
     detail = "all content stored" if not missing else f"content missing for {len(missing)} item(s), first {missing[0]}"
-    out.append(Criterion("content-present", not missing, detail))
-    return out
+    return Criterion("content-present", not missing, detail, tuple(missing[:20]))
+
+
+def staged_evidence(store: Store, staged: dict[str, StagedItem]) -> Evidence:
+    """The criteria's view of staged items: typed records are read (and checked against their digests)."""
+    index = ContentIndex(store)
+
+    def read(e: ItemEntry) -> bytes:
+        s = staged[e.name]
+        if s.pack is None:
+            data = store.get(loose_key(e.blake3))
+        else:
+            index.load(s.pack)
+            data = index.read(e.blake3)
+        if content_digest(data) != e.blake3:
+            raise CheckFailed("content hash mismatch")
+        return data
+
+    try:
+        return build_evidence((s.entry for s in staged.values()), read)
+    finally:
+        index.close()
+
+
+def earlier_anchors(entries: list[ChainEntry]) -> dict[tuple[str, str, int], Anchor]:
+    return previous_ends([(e.seq, e.commit.body.run, [Offsets(*a) for a in e.commit.body.anchors])
+                          for e in entries])
+
+
+def assess(store: Store, run: str, staged: dict[str, StagedItem], policy: Policy | None,
+           earlier: list[ChainEntry], waivers: list[Waived]) -> Assessment:
+    ev = staged_evidence(store, staged)
+    criteria = evaluate(policy, ev, earlier_anchors(earlier))
+    criteria.insert(1, content_present(store, staged))
+    return Assessment(run, criteria, anchors(ev), policy, waivers, ev)
+
+
+def staged_waivers(staged: dict[str, StagedItem], batches: dict[str, Batch]) -> list[Waived]:
+    """The waived secret findings of the items that count (accepted batches' items), once each."""
+    out: dict[tuple[str, int, str], Waived] = {}
+    for key in sorted(batches):
+        b = batches[key]
+        if not b.waivers:
+            continue
+        mine = {s.entry.name: s.entry for s in b.items}
+        for w in b.waivers:
+            s = staged.get(w.item)
+            if s is not None and mine.get(w.item) == s.entry:
+                out.setdefault((w.item, w.line, w.detector), w)
+    return [out[k] for k in sorted(out)]
+
+
+def check(store: Store, run: str, policy: Policy | None) -> Assessment:
+    """Evaluate every criterion for an open run; nothing is written."""
+    require_store(store)
+    _refuse_if_marked(store, run)
+    view = ChainView(store)
+    view.refresh()
+    done = view.find_run(run)
+    if done is not None:
+        raise _sealed_error(run, done.seq, done.digest)
+    batches: dict[str, Batch] = {}
+    staged = staged_items(store, run, batches)
+    if not staged and next(iter(store.list(f"runs/{run}/")), None) is None:
+        raise NotFound(f"run {run}: no such run")
+    return assess(store, run, staged, policy, view.entries, staged_waivers(staged, batches))
 
 
 class _NodePacks:
@@ -164,20 +255,34 @@ def _cleanup(store: Store, run: str, batch_keys: list[str]) -> None:
         pass
 
 
+def _unfence(store: Store, run: str) -> None:
+    """Best effort: remove our sealing fence after a failure before the commit slot was written. What was
+    written meanwhile (the policy document, tree-node packs) is content-addressed and harmless."""
+    with contextlib.suppress(StorageError):
+        store.delete(sealing_key(run))
+
+
+def _refuse_if_marked(store: Store, run: str) -> None:
+    if store.exists(marker_key(run)):
+        m = Marker.from_bytes(store.get(marker_key(run)), f"run {run}: completion marker")
+        raise _sealed_error(run, m.seq, m.commit)
+
+
 def _sealed_error(run: str, seq: int, digest: bytes) -> Contention:
     return Contention(f"run {run}: already sealed by commit b3:{digest.hex()[:16]} (#{seq})")
 
 
 def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | None = None,
-         progress: Callable[[str], None] | None = None, nonce: bytes | None = None) -> SealResult:
-    """Seal ``run``: exactly one writer wins; everyone else gets :class:`Contention` (exit 4)."""
+         progress: Callable[[str], None] | None = None, nonce: bytes | None = None,
+         policy: Policy | None = None) -> SealResult:
+    """Seal ``run``: exactly one writer wins; everyone else gets :class:`Contention` (exit 4). The criteria
+    (built-in, plus ``policy``'s) are evaluated first; if any fails, :class:`NotReady` (exit 1) and nothing is
+    written."""
     require_store(store)
     clock = now_ms or (lambda: time.time_ns() // 1_000_000)
     say = progress or (lambda msg: None)
     with store.lease(f"seal-{run}") as leased:
-        if store.exists(marker_key(run)):
-            m = Marker.from_bytes(store.get(marker_key(run)), f"run {run}: completion marker")
-            raise _sealed_error(run, m.seq, m.commit)
+        _refuse_if_marked(store, run)
         view = ChainView(store)
         view.refresh()
         done = view.find_run(run)
@@ -198,11 +303,9 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
             staged = staged_items(store, run, batches)
             if not staged and next(iter(store.list(f"runs/{run}/")), None) is None:
                 raise NotFound(f"run {run}: no such run")
-            criteria = readiness(store, run, staged)
-            failed = [c for c in criteria if not c.ok]
-            if failed:
-                raise CheckFailed(f"run {run}: not ready to seal: "
-                                  + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+            report = assess(store, run, staged, policy, view.entries, staged_waivers(staged, batches))
+            if not report.ok:
+                raise NotReady(run, report.criteria)
 
             # Fence late adds, then re-read: anything staged before the fence is in; anything after is refused.
             fenced = store.put_if_absent(sealing_key(run),
@@ -211,11 +314,9 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
             if set(batch_keys) != set(batches):  # batches came (or went) before the fence: read and check again
                 staged = {}
                 staged = staged_items(store, run, batches)
-                criteria = readiness(store, run, staged)
-                failed = [c for c in criteria if not c.ok]
-                if failed:
-                    raise CheckFailed(f"run {run}: not ready to seal: "
-                                      + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+                report = assess(store, run, staged, policy, view.entries, staged_waivers(staged, batches))
+                if not report.ok:
+                    raise NotReady(run, report.criteria)
         except (CheckFailed, NotFound, Refused):
             # Without a lease another sealer of this run may have won meanwhile and cleaned up its staging, which
             # looks like an empty run or a vanished batch from here: that is contention, not a failed check.
@@ -228,18 +329,25 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
             raise
 
         del batches
-        say(f"building the evidence tree over {len(staged)} item(s)")
-        nodes = _NodePacks(store)
-        builder = TreeBuilder(nodes)
         try:
-            # Item names are valid UTF-8 text, and for those code-point order is UTF-8 byte order: plain sorted()
-            # gives the tree's order without encoding a million names for sort keys.
-            for name in sorted(staged):
-                builder.add(staged[name].entry)
-            root = builder.finish()
-            node_packs = nodes.finish(root)
+            if policy is not None:  # the sealed policy document, write-once like the commit that names it
+                store.put_if_absent(policy_key(policy.digest), policy.encode())
+            say(f"building the evidence tree over {len(staged)} item(s)")
+            nodes = _NodePacks(store)
+            builder = TreeBuilder(nodes)
+            try:
+                # Item names are valid UTF-8 text, and for those code-point order is UTF-8 byte order: plain sorted()
+                # gives the tree's order without encoding a million names for sort keys.
+                for name in sorted(staged):
+                    builder.add(staged[name].entry)
+                root = builder.finish()
+                node_packs = nodes.finish(root)
+            except BaseException:
+                nodes.abort()
+                raise
         except BaseException:
-            nodes.abort()
+            if fenced:
+                _unfence(store, run)  # nothing is sealed yet: leave the run open for a re-run, never stuck
             raise
         content_packs = sorted({s.pack for s in staged.values() if s.pack is not None})
 
@@ -247,12 +355,28 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
         # A fresh nonce makes this sealer's commit unlike any other's, even one sealing the same tree with the same
         # key in the same millisecond: finding our digest in a slot we seemed to lose then proves it was our write.
         nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
+        evaluated_at = len(view.entries)
         for _ in range(MAX_SLOT_ATTEMPTS):
             head = view.head
             seq = 0 if head is None else head.seq + 1
+            if seq != evaluated_at and policy is not None and policy.continuity and report.evidence is not None:
+                # Runs sealed meanwhile may have moved a stream's end: continuity is judged against the chain as it
+                # stands below our slot, so re-evaluate (evaluation is pure; the evidence is already read).
+                criteria = evaluate(policy, report.evidence, earlier_anchors(view.entries))
+                criteria.insert(1, report.criteria[1])
+                report = Assessment(run, criteria, report.anchors, policy, report.waivers, report.evidence)
+                evaluated_at = seq
+                if not report.ok:
+                    if fenced:
+                        _unfence(store, run)
+                    raise NotReady(run, report.criteria)
             body = CommitBody(run=run, seq=seq, parent=None if head is None else head.digest, root=root,
                               count=builder.count, total_bytes=builder.bytes, time_ms=clock(), key=key.public.key_id,
-                              log_size=seq, log_root=view.log_root(seq), nonce=nonce)
+                              log_size=seq, log_root=view.log_root(seq), nonce=nonce,
+                              anchors=tuple((a.group, a.topic, a.partition, a.start, a.end) for a in report.anchors),
+                              policy=policy.digest if policy is not None else None,
+                              criteria=tuple((c.name, c.ok, c.detail) for c in report.criteria),
+                              waivers=tuple(report.waivers))
             body_bytes = body.encode()
             commit = SignedCommit(body_bytes, key.sign(body_bytes), body)
             if store.put_if_absent(slot_key(seq), commit.encode()):
@@ -270,4 +394,4 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
         marker = Marker(run, seq, commit.digest, tuple(content_packs + node_packs))
         store.put_if_absent(marker_key(run), marker.encode())
         _cleanup(store, run, batch_keys)
-        return SealResult(run, seq, commit, False, criteria)
+        return SealResult(run, seq, commit, False, report.criteria)

@@ -25,6 +25,7 @@ CTX_LOG = "ledger/1 commit-log"
 CTX_KEY_ID = "ledger/1 key-id"
 CTX_BOUNDARY = "ledger/1 node-boundary"
 CTX_PACK_INDEX = "ledger/1 pack-index"
+CTX_POLICY = "ledger/1 policy"
 SIGNATURE_CONTEXT = b"ledger/1 closure-commit signature\x00"
 
 # Files at least this large are hashed with BLAKE3's multithreaded mode.

@@ -8,23 +8,34 @@ with the same content is a no-op, with different content it is refused (exit 6).
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from .digests import Digest, content_digest, hash_stream
 from .errors import Contention, LedgerError, NotFound, Refused, StorageError, UsageError
+from .kinds import (
+    MAX_RECORD_BYTES,
+    TYPED_KINDS,
+    RecordError,
+    canonical_json,
+    checked_default_name,
+    load_record,
+    parse_records,
+    validate,
+)
 from .layout import CONFIG, batch_key, batch_seq, is_immutable, marker_key, sealing_key, staged_prefix
 from .names import RECORD_KINDS, check_kind, check_name, check_run_id
-from .objects import Batch, ItemEntry, StagedItem, StoreConfig
+from .objects import Batch, ItemEntry, StagedItem, StoreConfig, Waived
 from .packs import LOOSE_MIN, ContentIndex, PackWriter, loose_key
 from .storage import Store, Upload, as_s3
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
+
+    from .secrets import Scanner, Waiver
 
 Progress = Callable[[int, int], None]  # (items done, bytes done)
 _MAX_PENDING = 16  # large objects whose publication (fsync + link) may wait while the next files are copied
@@ -168,8 +179,10 @@ def plan_paths(paths: list[str], as_name: str | None, run: str) -> list[tuple[st
 class _Stager:
     """Collects one call's items: content into packs/loose objects, then one batch."""
 
-    def __init__(self, store: Store, run: str) -> None:
+    def __init__(self, store: Store, run: str, scanner: Scanner | None = None) -> None:
         self.store, self.run = store, run
+        self.scanner = scanner  # None: no secret scanning (only internal callers that store no evidence)
+        self.waivers: list[Waived] = []  # waived secret findings of the items this call binds
         self._batches: dict[str, Batch] = {}
         self.existing = staged_items(store, run, self._batches)
         self.index = ContentIndex(store)
@@ -196,7 +209,7 @@ class _Stager:
             return True, None
         return False, None
 
-    def _bind(self, entry: ItemEntry, pack: str | None) -> None:
+    def _bind(self, entry: ItemEntry, pack: str | None, waived: Sequence[Waived] = ()) -> None:
         prev = self.existing.get(entry.name)
         if prev is not None:
             if prev.entry == entry:
@@ -206,19 +219,46 @@ class _Stager:
                           f"(b3:{prev.entry.blake3.hex()[:16]}, {prev.entry.kind}, {prev.entry.size} bytes); "
                           "a name is bound once")
         self.items.append(StagedItem(entry, pack))
+        self.waivers.extend(waived)
+
+    def _scan(self, name: str, data: bytes) -> list[Waived]:
+        """Refuse content holding a secret (exit 6) before any byte of it is stored; the waived findings."""
+        if self.scanner is None:
+            return []
+        from .secrets import SecretFound
+
+        try:
+            return [_waived(w) for w in self.scanner.check_bytes(name, data)]
+        except SecretFound as exc:
+            raise Refused(f"run {self.run}: {exc}") from None
+
+    def _scan_file(self, name: str, f: BinaryIO) -> list[Waived]:
+        if self.scanner is None:
+            return []
+        from .secrets import SecretFound
+
+        try:
+            waived = [_waived(w) for w in self.scanner.check_file(name, f)]
+        except SecretFound as exc:
+            raise Refused(f"run {self.run}: {exc}") from None
+        f.seek(0)
+        return waived
 
     def add_bytes(self, name: str, kind: str, data: bytes) -> None:
+        if kind in TYPED_KINDS:
+            load_record(kind, data, f"run {self.run}: item {name}")  # a typed item is a valid record of its kind
+        waived = self._scan(name, data)
         digest = content_digest(data)
         if len(data) >= LOOSE_MIN:
             self._put_loose_bytes(digest, data)
-            self._bind(ItemEntry(name, kind, len(data), digest), None)
+            self._bind(ItemEntry(name, kind, len(data), digest), None, waived)
             return
         pack = self.writer.pack_of(digest)  # already put in a pack by this call
         if pack is None:
             known, pack = self._known(digest)
             if not known:
                 pack = self.writer.add(digest, data)
-        self._bind(ItemEntry(name, kind, len(data), digest), pack)
+        self._bind(ItemEntry(name, kind, len(data), digest), pack, waived)
 
     def _put_loose_bytes(self, digest: Digest, data: bytes) -> None:
         if not self.store.exists(loose_key(digest)):
@@ -241,28 +281,36 @@ class _Stager:
             os.lseek(fd, 0, os.SEEK_SET)
             size = os.fstat(fd).st_size
             with open(fd, "rb", closefd=False) as f:
+                if kind in TYPED_KINDS:
+                    if size > MAX_RECORD_BYTES:
+                        raise RecordError(f"run {self.run}: item {name}: {size} bytes: larger than a {kind} "
+                                          f"record can be ({MAX_RECORD_BYTES} bytes)")
+                    data = f.read()
+                    self.add_bytes(name, kind, data)
+                    return len(data)
                 if size < LOOSE_MIN:
                     data = f.read()
                     if len(data) < LOOSE_MIN:
                         self.add_bytes(name, kind, data)
                         return len(data)
                     f.seek(0)
-                return self._stream_loose(name, kind, f, size)
+                waived = self._scan_file(name, f)
+                return self._stream_loose(name, kind, f, size, waived)
         except OSError as exc:
             raise StorageError(f"{path}: cannot read ({exc.strerror})") from None
         finally:
             os.close(fd)
 
-    def _stream_loose(self, name: str, kind: str, f: BinaryIO, size: int) -> int:
+    def _stream_loose(self, name: str, kind: str, f: BinaryIO, size: int, waived: Sequence[Waived] = ()) -> int:
         """Copy a large file into the store once, hashing the bytes as they are written (never whole in memory)."""
         if self.store.remote:
-            return self._send_loose(name, kind, f, size)
+            return self._send_loose(name, kind, f, size, waived)
         up = self.store.upload()
         try:
             raw, total = up.copy_from(f, size)  # the store hashes exactly what it stored
             digest = Digest(raw)
             # Bind first: a name already bound to other content is refused before the object is published.
-            self._bind(ItemEntry(name, kind, total, digest), None)
+            self._bind(ItemEntry(name, kind, total, digest), None, waived)
         except BaseException:
             up.abort()
             raise
@@ -280,11 +328,11 @@ class _Stager:
         if len(self._pending) > _MAX_PENDING:
             self._pending.pop(0)[1].result()
 
-    def _send_loose(self, name: str, kind: str, f: BinaryIO, size: int) -> int:
+    def _send_loose(self, name: str, kind: str, f: BinaryIO, size: int, waived: Sequence[Waived] = ()) -> int:
         """Remote stores: hash first (reading a local file is far cheaper than sending it), send only content the
         store does not hold yet, and hash again what is sent, so a file that changes meanwhile is caught."""
         digest, total = hash_stream(f, size)
-        self._bind(ItemEntry(name, kind, total, digest), None)
+        self._bind(ItemEntry(name, kind, total, digest), None, waived)
         key = loose_key(digest)
         if self.store.exists(key):
             return total
@@ -327,7 +375,7 @@ class _Stager:
             return  # nothing new: re-adding bound names with the same content is a no-op
         self.writer.finish()
         check_open(self.store, self.run)
-        batch = Batch(self.run, tuple(self.items))
+        batch = Batch(self.run, tuple(self.items), tuple(self.waivers))
         data = batch.encode()
         keys = staged_batch_keys(self.store, self.run)
         seq = (batch_seq(keys[-1]) or 0) + 1 if keys else 0
@@ -353,6 +401,11 @@ class _Stager:
                 up.abort()  # never started; a started one aborts its upload itself when done
         self._stop_publisher()
         self.writer.abort()
+
+
+def _waived(w: Waiver) -> Waived:
+    r = w.rule
+    return Waived(w.finding.item, w.finding.line, w.finding.detector, r.item, r.reason, r.line, r.detector)
 
 
 def _publish(up: Upload, key: str) -> bool:
@@ -384,13 +437,13 @@ def apply_lock(store: Store, config: StoreConfig) -> None:
 
 
 def add_paths(store: Store, run: str, paths: list[str], kind: str = "file", as_name: str | None = None,
-              progress: Progress | None = None) -> AddResult:
+              progress: Progress | None = None, scanner: Scanner | None = None) -> AddResult:
     check_run_id(run)
     check_kind(kind)
     _require_store(store)
     plan = plan_paths(paths, as_name, run)
     check_open(store, run)
-    st = _Stager(store, run)
+    st = _Stager(store, run, scanner)
     try:
         done_bytes = 0
         for i, (name, path) in enumerate(plan, 1):
@@ -407,43 +460,39 @@ def add_paths(store: Store, run: str, paths: list[str], kind: str = "file", as_n
     return AddResult(run, [s.entry for s in st.items], st.unchanged)
 
 
-def canonical_json(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def parse_record(text: str | bytes, kind: str, run: str) -> object:
-    try:
-        value = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Refused(f"run {run}: {kind} record: not valid JSON ({exc})") from None
-    if kind != "json" and not isinstance(value, dict):
-        raise Refused(f"run {run}: {kind} record: must be a JSON object")
-    return value
-
-
-def default_record_name(kind: str, content: bytes) -> str:
-    return f"records/{kind}/{content_digest(content).hex()[:16]}.json"
-
-
-def record(store: Store, run: str, kind: str, text: str | bytes, name: str | None = None) -> AddResult:
-    """Add one JSON record of ``kind``; its content is the canonical JSON (sorted keys, no spaces)."""
+def record(store: Store, run: str, kind: str, text: str | bytes, name: str | None = None,
+           scanner: Scanner | None = None) -> AddResult:
+    """Add JSON records of ``kind`` (one value, or for a typed kind an array: one item per element), each validated
+    for its kind and stored as canonical JSON (sorted keys, no spaces) under ``name`` or its default name. All or
+    nothing: one invalid element refuses the whole call before anything is stored."""
     check_run_id(run)
     check_kind(kind)
     if kind not in RECORD_KINDS:
         raise Refused(f"kind {kind!r} is not a record kind (use one of {', '.join(RECORD_KINDS)}; "
                       "`ledger add` takes files)")
-    value = parse_record(text, kind, run)
-    try:
+    values = parse_records(text, kind, f"run {run}: {kind} record")
+    if name is not None and len(values) > 1:
+        raise UsageError(f"--name names one record; this array holds {len(values)} (leave --name out: each gets "
+                         "its default name)")
+    prepared: dict[str, bytes] = {}
+    for i, value in enumerate(values):
+        what = f"run {run}: {kind} record" + (f" #{i + 1}" if len(values) > 1 else "")
+        validate(kind, value, what)
         content = canonical_json(value)
-    except ValueError as exc:
-        raise Refused(f"run {run}: {kind} record: {exc}") from None
-    item_name = check_name(name if name is not None else default_record_name(kind, content), run)
+        if len(content) > MAX_RECORD_BYTES and kind in TYPED_KINDS:
+            raise RecordError(f"{what}: {len(content)} bytes: larger than a {kind} record can be "
+                              f"({MAX_RECORD_BYTES} bytes)")
+        item = name if name is not None else checked_default_name(kind, value, content_digest(content).hex(), what)
+        check_name(item, run)
+        if prepared.get(item, content) != content:
+            raise Refused(f"{what}: its name {item} is also given to a different record of this call")
+        prepared[item] = content
     _require_store(store)
     check_open(store, run)
-    st = _Stager(store, run)
+    st = _Stager(store, run, scanner)
     try:
-        st.add_bytes(item_name, kind, content)
+        for item, content in prepared.items():
+            st.add_bytes(item, kind, content)
         st.commit()
     except LedgerError:
         st.abort()

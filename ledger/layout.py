@@ -48,6 +48,14 @@ def sealing_key(run: str) -> str:
     return f"runs/{run}/sealing"
 
 
+POLICY_PREFIX = "policies/"
+
+
+def policy_key(digest: bytes) -> str:
+    """A sealed policy document, named by its typed digest (the one the commit carries)."""
+    return f"{POLICY_PREFIX}{digest.hex()}"
+
+
 def node_pack_ids(root: bytes, n: int) -> list[str]:
     """Tree-node packs get ids derived from the root, so a re-run seal finds (and rewrites identically) its own."""
     return [root.hex()[:28] + f"{i:04x}" for i in range(n)]
@@ -55,12 +63,13 @@ def node_pack_ids(root: bytes, n: int) -> list[str]:
 
 def is_immutable(key: str) -> bool:
     """Whether ``key`` is written once and then never changed or deleted (spec/store.md, "Layout"): the config,
-    the commit slots ``chain/…``, pack files and indexes ``packs/…``, loose objects ``objects/…`` and the completion
-    markers ``runs/<run>/sealed``. These are the keys an S3 store with Object Lock writes WORM.
+    the commit slots ``chain/…``, sealed policies ``policies/…``, pack files and indexes ``packs/…``, loose
+    objects ``objects/…`` and the completion markers ``runs/<run>/sealed``. These are the keys an S3 store with
+    Object Lock writes WORM.
 
     Staged batches and the sealing fence are not: a seal deletes them, so they must stay deletable. Nor is anything
     else (no other key is written)."""
-    if key == CONFIG or key.startswith((CHAIN_PREFIX, "packs/", "objects/")):
+    if key == CONFIG or key.startswith((CHAIN_PREFIX, "packs/", "objects/", POLICY_PREFIX)):
         return True
     parts = key.split("/")
     return len(parts) == 3 and parts[0] == "runs" and parts[2] == "sealed"

@@ -11,8 +11,8 @@ MAX_NAME_BYTES = 1024
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _BAD_SEGMENTS = frozenset(("", ".", ".."))
 
-# Kinds the ledger knows. Typed kinds get schema validation in a later format revision; until then their records
-# must be JSON objects.
+# Kinds the ledger knows. Typed kinds (offsets, receipt, summary, artifact, decision) are validated against their
+# schemas (ledger/kinds.py, spec/kinds.md); json is any JSON value; file and log are any bytes.
 KINDS = ("file", "log", "json", "offsets", "receipt", "summary", "artifact", "decision")
 RECORD_KINDS = ("json", "offsets", "receipt", "summary", "artifact", "decision")
 

@@ -127,11 +127,20 @@ class CommitBody:
     log_size: int
     log_root: Digest
     nonce: bytes
+    # What the closure criteria saw and concluded (spec/objects.md §5, spec/policy.md): the replay anchors (one
+    # [group, topic, partition, start, end] per offsets record, sorted), the sealed policy's digest (None: built-in
+    # criteria only), every criterion's [name, ok, detail], and the secret findings an allow-list waived.
+    anchors: tuple[tuple[str, str, int, int, int], ...] = ()
+    policy: Digest | None = None
+    criteria: tuple[tuple[str, bool, str], ...] = ()
+    waivers: tuple[Waived, ...] = ()
 
     def to_value(self) -> dict[str, Value]:
-        return {"bytes": self.total_bytes, "count": self.count, "format": FORMAT, "key": self.key,
+        return {"anchors": [list(a) for a in self.anchors], "bytes": self.total_bytes, "count": self.count,
+                "criteria": [list(c) for c in self.criteria], "format": FORMAT, "key": self.key,
                 "log_root": self.log_root, "log_size": self.log_size, "nonce": self.nonce, "parent": self.parent,
-                "root": self.root, "run": self.run, "seq": self.seq, "time": self.time_ms}
+                "policy": self.policy, "root": self.root, "run": self.run, "seq": self.seq, "time": self.time_ms,
+                "waivers": [w.to_value() for w in self.waivers]}
 
     def encode(self) -> bytes:
         return encoding.encode(self.to_value())
@@ -139,8 +148,9 @@ class CommitBody:
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "commit body") -> CommitBody:
         m = encoding.decode_map(data, what, {
-            "bytes": int, "count": int, "format": str, "key": bytes, "log_root": bytes, "log_size": int,
-            "nonce": bytes, "parent": (bytes, type(None)), "root": bytes, "run": str, "seq": int, "time": int})
+            "anchors": list, "bytes": int, "count": int, "criteria": list, "format": str, "key": bytes,
+            "log_root": bytes, "log_size": int, "nonce": bytes, "parent": (bytes, type(None)),
+            "policy": (bytes, type(None)), "root": bytes, "run": str, "seq": int, "time": int, "waivers": list})
         _format(m["format"], what)
         if not is_run_id(m["run"]):
             raise DecodeError(f"{what}: invalid run id {m['run']!r}")
@@ -156,7 +166,78 @@ class CommitBody:
         return cls(m["run"], seq, parent, _digest(m["root"], f"{what}: root"),
                    _nonneg(m["count"], f"{what}: count"), _nonneg(m["bytes"], f"{what}: bytes"),
                    _nonneg(m["time"], f"{what}: time"), _digest(m["key"], f"{what}: key"), log_size,
-                   _digest(m["log_root"], f"{what}: log_root"), m["nonce"])
+                   _digest(m["log_root"], f"{what}: log_root"), m["nonce"], _anchors(m["anchors"], what),
+                   None if m["policy"] is None else _digest(m["policy"], f"{what}: policy"),
+                   _criteria(m["criteria"], what), _waivers(m["waivers"], what))
+
+
+def _waivers(v: list[Value], what: str) -> tuple[Waived, ...]:
+    out = tuple(Waived.from_value(w, f"{what}: waiver") for w in v)
+    keys = [(w.item.encode("utf-8"), w.line, w.detector) for w in out]
+    if keys != sorted(set(keys)):
+        raise DecodeError(f"{what}: waivers: not sorted by (item, line, detector), or one given twice")
+    return out
+
+
+def _anchors(v: list[Value], what: str) -> tuple[tuple[str, str, int, int, int], ...]:
+    out = []
+    for a in v:
+        if not (isinstance(a, list) and len(a) == 5 and isinstance(a[0], str) and isinstance(a[1], str)
+                and a[1] and all(type(x) is int for x in a[2:])):
+            raise DecodeError(f"{what}: anchors: malformed entry")
+        g, t, p, start, end = a
+        if not (0 <= p < 2**31 and 0 <= start <= end <= MAX_SEQ):
+            raise DecodeError(f"{what}: anchors: {t}[{p}]: invalid range")
+        out.append((g, t, p, start, end))
+    if out != sorted(out) or len({a[:3] for a in out}) != len(out):
+        raise DecodeError(f"{what}: anchors: not sorted, or a partition given twice")
+    return tuple(out)
+
+
+def _criteria(v: list[Value], what: str) -> tuple[tuple[str, bool, str], ...]:
+    out = []
+    for c in v:
+        if not (isinstance(c, list) and len(c) == 3 and isinstance(c[0], str) and c[0]
+                and isinstance(c[1], bool) and isinstance(c[2], str)):
+            raise DecodeError(f"{what}: criteria: malformed entry")
+        out.append((c[0], c[1], c[2]))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Waived:
+    """A secret finding an allow-list rule waived, as sealed: the item, line and detector (never the secret),
+    and the rule that waived it (its glob, optional line and detector, and the operator's reason)."""
+
+    item: str
+    line: int
+    detector: str
+    rule_item: str
+    reason: str
+    rule_line: int | None = None
+    rule_detector: str | None = None
+
+    def to_value(self) -> dict[str, Value]:
+        rule: dict[str, Value] = {"item": self.rule_item, "reason": self.reason}
+        if self.rule_line is not None:
+            rule["line"] = self.rule_line
+        if self.rule_detector is not None:
+            rule["detector"] = self.rule_detector
+        return {"detector": self.detector, "item": self.item, "line": self.line,
+                "rule": dict(sorted(rule.items()))}
+
+    @classmethod
+    def from_value(cls, v: Value, what: str = "waiver") -> Waived:
+        m = check_fields(v, what, {"detector": str, "item": str, "line": int, "rule": dict})
+        r = check_fields(m["rule"], f"{what}: rule", {"item": str, "reason": str}, {"line": int, "detector": str})
+        if name_problem(m["item"]) is not None:
+            raise DecodeError(f"{what}: invalid item name")
+        if m["line"] < 1 or ("line" in r and r["line"] < 1):
+            raise DecodeError(f"{what}: line numbers start at 1")
+        if not r["reason"].strip() or not r["item"] or not m["detector"] or r.get("detector", "x") == "":
+            raise DecodeError(f"{what}: empty reason, glob or detector")
+        return cls(m["item"], _nonneg(m["line"], f"{what}: line"), m["detector"], r["item"], r["reason"],
+                   None if "line" not in r else _nonneg(r["line"], f"{what}: rule line"), r.get("detector"))
 
 
 @dataclass(frozen=True)
@@ -231,18 +312,24 @@ class Batch:
 
     run: str
     items: tuple[StagedItem, ...]
+    waivers: tuple[Waived, ...] = ()  # secret findings in these items that an allow-list waived
 
     def encode(self) -> bytes:
         rows: list[Value] = [[s.entry.name, s.entry.kind, s.entry.size, s.entry.blake3, s.pack] for s in self.items]
-        return encoding.encode_presorted({"format": FORMAT, "items": rows, "run": self.run})
+        v: dict[str, Value] = {"format": FORMAT, "items": rows, "run": self.run}
+        if self.waivers:
+            v["waivers"] = [w.to_value() for w in self.waivers]
+        return encoding.encode_presorted(v)
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "batch") -> Batch:
         fast = _batch_fast(data)
         if fast is not None:
             return fast
-        m = encoding.decode_map(data, what, {"format": str, "items": list, "run": str})
+        m = encoding.decode_map(data, what, {"format": str, "items": list, "run": str}, {"waivers": list})
         _format(m["format"], what)
+        if "waivers" in m and not m["waivers"]:
+            raise DecodeError(f"{what}: empty waivers (omitted when there are none)")
         items = []
         for row in m["items"]:
             if not isinstance(row, list) or len(row) != 5:
@@ -252,7 +339,8 @@ class Batch:
             if pack is not None and not (isinstance(pack, str) and is_pack_id(pack)):
                 raise DecodeError(f"{what}: invalid pack id")
             items.append(StagedItem(entry, pack))
-        return cls(m["run"], tuple(items))
+        waivers = tuple(Waived.from_value(w, f"{what}: waiver") for w in m.get("waivers", ()))
+        return cls(m["run"], tuple(items), waivers)
 
 
 _ROWS_PER_CHECK = 4096

@@ -15,14 +15,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .chain import LOG_HASHER, read_slot, slot_numbers
-from .digests import Digest, content_digest, hash_file, hash_stream
+from .digests import CTX_POLICY, Digest, content_digest, hash_file, hash_stream, typed_digest
 from .errors import CheckFailed, LedgerError, NotFound, StorageError, UsageError
 from .evidence import staged_batch_keys
 from .keys import PublicKey
-from .layout import CONFIG, marker_key, slot_key
+from .kinds import Offsets
+from .layout import CONFIG, marker_key, policy_key, slot_key
 from .merkle import root_from_leaf_hashes
-from .objects import ChildEntry, ItemEntry, Marker, SignedCommit, StoreConfig
+from .objects import ChildEntry, CommitBody, ItemEntry, Marker, SignedCommit, StoreConfig
 from .packs import ContentIndex, index_key, loose_key, pack_key
+from .policy import Criterion, Evidence, EvidenceBuilder, Policy, anchors, evaluate, previous_ends
 from .storage import Store, as_s3
 from .tree import TreeBuilder, _node_checked, walk, walk_leaves
 
@@ -238,8 +240,8 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     # Step 3: the signature, by a key the auditor trusts.
     key = next((k for k in trusted if k.key_id == body.key), None)
     if key is None:
-        fail("signature", f"commit {_short(commit.digest)}: signed by key {body.key.hex()[:16]}, "
-                          "which is not among the trusted keys")
+        fail("signature", f"commit slot {sealed.seq} (commit {_short(commit.digest)}): signed by key "
+                          f"{body.key.hex()[:16]}, which is not among the trusted keys")
     elif not key.verify(commit.body_bytes, commit.sig):
         fail("signature", f"commit slot {sealed.seq} (commit {_short(commit.digest)}): bad signature for key "
                           f"{body.key.hex()[:16]}")
@@ -252,6 +254,8 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     done = 0
     s3 = as_s3(store)
     loose: list[str] | None = [] if s3 is not None and config.lock is not None else None  # for step 8
+    evb = EvidenceBuilder()  # for step 7: what the criteria look at
+    records: Evidence | None = None
     try:
         for entry, encoded, leaf in walk_leaves(sealed.node, body.root):  # sealed.items(), with what it checked
             builder.add(entry, encoded, leaf)
@@ -260,10 +264,12 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
                 bad.append(f"item {entry.name}: {problem}")
             elif loose is not None and sealed.index.locate(entry.blake3) is None:
                 loose.append(loose_key(entry.blake3))
+            evb.add(entry)
             done += 1
             if progress is not None and done % 1000 == 0:
                 progress(done, body.count)
         tree_problem = None
+        records = evb.finish(sealed.read)
     except LedgerError as exc:
         if isinstance(exc, StorageError) and "truncated" not in str(exc):
             raise
@@ -290,13 +296,22 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
             checks.append(Check("tree", True, f"root {_short(root)} rebuilt from {builder.count} item(s)"))
 
     # Step 6: every link back to the genesis: slot numbers, seq fields, parent digests, the commit-log root.
+    earlier: list[SignedCommit] | None = None
     try:
-        chain_detail = _check_chain(store, run, sealed.seq, commit)
+        chain_detail, earlier = _check_chain(store, run, sealed.seq, commit)
         checks.append(Check("chain", True, chain_detail))
     except CheckFailed as exc:
         fail("chain", str(exc))
 
-    # Step 7: the completion marker, written last, names exactly this commit.
+    # Step 7: the closure criteria, re-evaluated from the sealed policy over the sealed evidence and the anchors
+    # of the earlier commits, reach the outcome the commit records; the commit's anchors are the run's offsets.
+    if records is not None and earlier is not None:
+        try:
+            checks.append(_check_criteria(store, body, records, earlier))
+        except CheckFailed as exc:
+            fail("criteria", str(exc))
+
+    # Step 8: the completion marker, written last, names exactly this commit.
     if sealed.marker is None:
         fail("marker", f"completion marker missing: commit {_short(commit.digest)} is in the chain but the seal "
                        "did not complete (re-run `ledger seal`)")
@@ -305,7 +320,7 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     else:
         checks.append(Check("marker", True, "completion marker present"))
 
-    # Step 8, S3 stores only: the Object Lock retention the run's write-once objects carry.
+    # Step 9, S3 stores only: the Object Lock retention the run's write-once objects carry.
     if s3 is not None:
         checks.append(_check_retention(s3, run, config, sealed, loose or []))
     return res
@@ -326,6 +341,8 @@ def _check_retention(s3: S3Store, run: str, config: StoreConfig, sealed: SealedR
                 if found else "")
         return Check("retention", True, f"no Object Lock configured by the store config{also}")
     keys = [CONFIG, slot_key(sealed.seq)]
+    if sealed.commit.body.policy is not None:
+        keys.append(policy_key(sealed.commit.body.policy))
     if sealed.marker is not None:
         keys.append(marker_key(run))
         for p in sealed.marker.packs:
@@ -362,14 +379,64 @@ def _check_retention(s3: S3Store, run: str, config: StoreConfig, sealed: SealedR
                                     f"until {_when(earliest)}{expired} at the earliest")
 
 
-def _check_chain(store: Store, run: str, seq: int, commit: SignedCommit) -> str:
+def _check_criteria(store: Store, body: CommitBody, ev: Evidence, earlier: list[SignedCommit]) -> Check:
+    policy: Policy | None = None
+    if body.policy is not None:
+        key = policy_key(body.policy)
+        try:
+            data = store.get(key)
+        except NotFound:
+            raise CheckFailed(f"sealed policy {key}: missing from the store") from None
+        if typed_digest(CTX_POLICY, data) != body.policy:
+            raise CheckFailed(f"sealed policy {key}: its bytes do not match the digest the commit names")
+        policy = Policy.from_bytes(data, f"sealed policy {key}")
+    try:
+        got = evaluate(policy, ev, previous_ends([(c.body.seq, c.body.run, [Offsets(*a) for a in c.body.anchors])
+                                                  for c in earlier]))
+    except UsageError as exc:
+        raise CheckFailed(f"the sealed policy cannot be evaluated over the sealed evidence: {exc}") from None
+    # content-present is the one criterion the sealer evaluated over its staging area; step 4 re-checks the content
+    # itself, so here it must simply be recorded, second and holding, like every re-evaluated one.
+    got.insert(1, Criterion("content-present", True, "checked by step 4"))
+    sealed_criteria = list(body.criteria)
+    want = [(c[0], c[1]) for c in sealed_criteria]
+    have = [(c.name, c.ok) for c in got]
+    if want != have:
+        sealed_names = {c[0]: c for c in sealed_criteria}
+        for c in got:
+            s = sealed_names.get(c.name)
+            if s is None:
+                raise CheckFailed(f"criterion {c.name}: evaluated now, but not recorded in the commit")
+            if s[1] != c.ok:
+                raise CheckFailed(f"criterion {c.name}: sealed as {'holding' if s[1] else 'failing'}, re-evaluates "
+                                  f"as {'holding' if c.ok else 'failing'} ({c.detail})")
+        missing = [n for n in sealed_names if n not in {c.name for c in got}]
+        raise CheckFailed(f"criterion {missing[0] if missing else '?'}: recorded in the commit but not evaluated "
+                          "by the sealed policy")
+    failing = [c for c in got if not c.ok]
+    if failing:
+        raise CheckFailed(f"criterion {failing[0].name} does not hold ({failing[0].detail}), yet the run is sealed")
+    want_anchors = tuple((a.group, a.topic, a.partition, a.start, a.end) for a in anchors(ev))
+    if want_anchors != body.anchors:
+        raise CheckFailed(f"the commit's replay anchors ({len(body.anchors)}) are not the run's offsets records "
+                          f"({len(want_anchors)})")
+    pol = f"policy {_short(body.policy)}" if body.policy is not None else "built-in criteria only"
+    return Check("criteria", True, f"{len(got)} criteria re-evaluated ({pol}): all hold as sealed; "
+                                   f"{len(body.anchors)} replay anchor(s); {len(body.waivers)} waived secret "
+                                   "finding(s)")
+
+
+def _check_chain(store: Store, run: str, seq: int, commit: SignedCommit) -> tuple[str, list[SignedCommit]]:
     slots = slot_numbers(store)
     if seq >= len(slots) or slots[: seq + 1] != list(range(seq + 1)):
         raise CheckFailed(f"chain: slots 0..{seq} are not all present")
     digests: list[bytes] = []
+    earlier: list[SignedCommit] = []
     prev: bytes | None = None
     for s in range(seq + 1):
         c = commit if s == seq else read_slot(store, s)
+        if s < seq:
+            earlier.append(c)
         b = c.body
         if b.seq != s:
             raise CheckFailed(f"chain: commit in slot {s} says seq {b.seq}")
@@ -387,4 +454,4 @@ def _check_chain(store: Store, run: str, seq: int, commit: SignedCommit) -> str:
     if commit.body.log_root != want:
         raise CheckFailed(f"chain: commit {_short(commit.digest)} commits to a log root that does not match "
                           f"the {seq} commit(s) before it")
-    return f"{seq + 1} commit(s) linked back to the genesis"
+    return f"{seq + 1} commit(s) linked back to the genesis", earlier

@@ -314,7 +314,7 @@ def test_add_to_sealed_run_refused(cli: Cli, data_dir: Path, tmp_path: Path) -> 
     commit = cli.json("seal", "r1", "--key", cli.key)["commit"]
     extra = write(tmp_path / "extra.txt", "late")
     cli.unchanged(4, "add", "r1", extra, mentions="r1")
-    cli.unchanged(4, "record", "r1", "--kind", "summary", '{"late": true}', mentions="r1")
+    cli.unchanged(4, "record", "r1", "--kind", "summary", '{"late": 1}', mentions="r1")
     assert "extra.txt" not in ls_items(cli, "r1")
     assert cli.json("show", "r1")["commit"] == commit
 
@@ -326,7 +326,8 @@ def test_add_empty_directory_opens_run_with_no_items(cli: Cli, tmp_path: Path) -
     j = cli.json("ls", "r1")
     assert j == {"run": "r1", "sealed": False, "items": []}
     before = durable(snapshot(cli.store))
-    cli.fail(1, "seal", "r1", "--key", cli.key, mentions="r1")
+    line = cli.fail(1, "seal", "r1", "--key", cli.key, mentions="r1", stdout_empty=False)
+    assert "non-empty" in line, line
     assert durable(snapshot(cli.store)) == before, "a refused seal wrote something"
     assert cli.json("log") == []
     cli.fail(3, "verify", "r1", "--trust", cli.pub)
@@ -335,26 +336,26 @@ def test_add_empty_directory_opens_run_with_no_items(cli: Cli, tmp_path: Path) -
 # --- record --------------------------------------------------------------------------------------------------------
 
 def test_record_json_argument_and_stdin(cli: Cli) -> None:
-    j = cli.json("record", "r1", "--kind", "summary", '{"b": 2, "a": [1, "x"]}')
+    j = cli.json("record", "r1", "--kind", "json", '{"b": 2, "a": [1, "x"]}')
     assert j["added"] is True
     name = j["item"]["name"]
-    assert name.startswith("records/summary/") and name.endswith(".json")
+    assert name.startswith("records/json/") and name.endswith(".json")
     assert cli.ok("cat", "r1", name).raw == b'{"a":[1,"x"],"b":2}'
 
     j2 = cli.json("record", "r1", "--kind", "receipt", "--name", "receipts/r.json", "-",
-                  input=b'{"paid": 10.5, "who": "\xc3\xa9"}')
+                  input=b'{"count": 10, "source": "\xc3\xa9"}')
     assert j2["item"]["name"] == "receipts/r.json"
     assert j2["item"]["kind"] == "receipt"
-    assert cli.ok("cat", "r1", "receipts/r.json").raw == '{"paid":10.5,"who":"é"}'.encode()
+    assert cli.ok("cat", "r1", "receipts/r.json").raw == '{"count":10,"source":"é"}'.encode()
     # stdin is the default when no JSON argument is given
     j3 = cli.json("record", "r1", "--kind", "json", "--name", "list.json", input=b"[1, 2, 3]")
     assert j3["item"]["kind"] == "json"
     # the same record again is a no-op
-    again = cli.json("record", "r1", "--kind", "summary", '{"a": [1, "x"], "b": 2}')
+    again = cli.json("record", "r1", "--kind", "json", '{"a": [1, "x"], "b": 2}')
     assert again["added"] is False and again["item"]["name"] == name
     items = ls_items(cli, "r1")
     assert set(items) == {"list.json", name, "receipts/r.json"}
-    assert items[name]["kind"] == "summary"
+    assert items[name]["kind"] == "json"
 
 
 def test_record_refusals(cli: Cli) -> None:
@@ -559,7 +560,9 @@ def test_demo(tmp_path: Path) -> None:
     out = r.out
     assert "[FAIL]" in out, out
     assert "caught" in out, out
-    assert out.index("[FAIL]") > out.index("tamper"), "the failure is reported after the tampering"
+    assert out.index("[FAIL] content") > out.index("tamper:"), "the failure is reported after the tampering"
+    assert "gap [150, 157)" in out and "secret detected (AWS Access Key)" in out, out
+    assert "AKIA" not in out, "the demo echoed the secret"
     assert list(tmp_path.iterdir()) == [], "the demo leaves its temporary store behind"
 
 
@@ -768,7 +771,7 @@ def test_corrupt_store_config(cli: Cli, data_dir: Path, damage: str) -> None:
     assert doc["ok"] is False and any("config" in c["detail"] for c in doc["checks"] if not c["ok"])
     before = snapshot(cli.store)
     cli.fail(1, "init", mentions="config")
-    for args in (["add", "r3", data_dir], ["record", "r3", "--kind", "summary", "{}"],
+    for args in (["add", "r3", data_dir], ["record", "r3", "--kind", "summary", '{"a": 1}'],
                  ["seal", "r2", "--key", cli.key], ["ls", "r1"], ["cat", "r1", "a.csv"], ["log"], ["show", "r1"]):
         cli.fail(1, *args, mentions="config")
     assert durable(snapshot(cli.store)) == durable(before)

@@ -156,9 +156,9 @@ def sealed(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Sealed:
     added = cli.json("add", "r1", cli.tmp / "data")
     log = write(cli.tmp / "job.log", "started\nfinished\n")
     cli.ok("add", "r1", log, "--as", "logs/job.log", "--kind", "log")
-    rec = cli.json("record", "r1", "--kind", "summary", "-", input=b'{"rows": 2, "ok": true}')
+    rec = cli.json("record", "r1", "--kind", "summary", "-", input=b'{"rows": 2, "ok": 1}')
     record_name = rec["item"]["name"]
-    files |= {"logs/job.log": log.read_bytes(), record_name: b'{"ok":true,"rows":2}'}
+    files |= {"logs/job.log": log.read_bytes(), record_name: b'{"ok":1,"rows":2}'}
     kinds = {n: "file" for n in files} | {"logs/job.log": "log", record_name: "summary"}
     staged = cli.json("ls", "r1")
     seal = cli.json("seal", "r1", "--key", cli.key)
@@ -308,7 +308,7 @@ def test_seal_twice_and_add_to_sealed_run_refused(store: S3Cli) -> None:
     commit = store.json("seal", "r1", "--key", store.key)["commit"]
     assert commit[:16] in store.unchanged(4, "seal", "r1", "--key", store.key)
     store.unchanged(4, "add", "r1", write(store.tmp / "late.txt", "late"), mentions="r1")
-    store.unchanged(4, "record", "r1", "--kind", "summary", '{"late": true}', mentions="r1")
+    store.unchanged(4, "record", "r1", "--kind", "summary", '{"late": 1}', mentions="r1")
     assert [e["commit"] for e in store.json("log")] == [commit]
 
 
@@ -316,7 +316,7 @@ def test_empty_unknown_and_unsealed_runs(store: S3Cli) -> None:
     (store.tmp / "nothing").mkdir()
     store.ok("add", "empty", store.tmp / "nothing")
     assert store.json("ls", "empty") == {"run": "empty", "sealed": False, "items": []}
-    store.unchanged(1, "seal", "empty", "--key", store.key, mentions="empty")
+    store.unchanged(1, "seal", "empty", "--key", store.key, mentions="empty", stdout_empty=False)
     store.ok("add", "open", write(store.tmp / "a.txt", "a"))
     store.fail(3, "verify", "open", "--trust", store.pub, mentions="not sealed")
     for args in (["seal", "ghost", "--key", store.key], ["verify", "ghost", "--trust", store.pub], ["ls", "ghost"],

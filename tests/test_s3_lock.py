@@ -101,8 +101,8 @@ def test_locked_store_seals_worm_objects_and_verify_reports_their_retention(s3: 
     r = run_cli(["verify", "nightly-1", "--trust", "sealer.key.pub", "--json"], cwd=tmp_path, store=url)
     assert r.code == 0, str(r)
     checks = r.json()["checks"]
-    assert [c["name"] for c in checks] == ["store", "commit", "signature", "content", "tree", "chain", "marker",
-                                           "retention"]
+    assert [c["name"] for c in checks] == ["store", "commit", "signature", "content", "tree", "chain", "criteria",
+                                           "marker", "retention"]
     retention = checks[-1]
     assert retention["ok"] and "Object Lock GOVERNANCE" in retention["detail"], retention
     until = retention["detail"].split("until ")[1].split(" ")[0]

@@ -213,9 +213,9 @@ def open_runs(st: S3Run, runs: list[str]) -> dict[str, dict[str, bytes]]:
         d.mkdir(parents=True)
         (d / "evidence.txt").write_text(f"evidence of {run}\n")
         lg.add(run, [str(d)])
-        lg.record(run, "summary", {"run": run, "ingested": len(run)}, name="summary.json")
+        lg.record(run, "summary", {"name": run, "ingested": len(run)}, name="summary.json")
         expected[run] = {"evidence.txt": (d / "evidence.txt").read_bytes(),
-                         "summary.json": json.dumps({"ingested": len(run), "run": run},
+                         "summary.json": json.dumps({"ingested": len(run), "name": run},
                                                     separators=(",", ":")).encode()}
     return expected
 
@@ -398,8 +398,8 @@ def test_adds_under_faults_lose_nothing(s3: Any, st: S3Run) -> None:
     big.write_bytes(os.urandom(1024 * 1024 + 5))
     expected["big.bin"] = big.read_bytes()
     argvs.append(["add", run, big])
-    argvs.append(["record", run, "--kind", "summary", "--name", "rec.json", '{"ok": true}'])
-    expected["rec.json"] = b'{"ok":true}'
+    argvs.append(["record", run, "--kind", "summary", "--name", "rec.json", '{"ok": 1}'])
+    expected["rec.json"] = b'{"ok":1}'
 
     s3.faults(0.1)  # (skips the test on an external endpoint)
     try:

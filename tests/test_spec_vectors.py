@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -23,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger import encoding, layout, packs, tree
+from ledger import encoding, kinds, layout, packs, tree
 from ledger.digests import (
     CTX_BOUNDARY,
     CTX_COMMIT,
@@ -31,6 +32,7 @@ from ledger.digests import (
     CTX_LOG,
     CTX_NODE,
     CTX_PACK_INDEX,
+    CTX_POLICY,
     CTX_TREE,
     FORMAT,
     SIGNATURE_CONTEXT,
@@ -39,7 +41,7 @@ from ledger.digests import (
     hash_stream,
     typed_digest,
 )
-from ledger.errors import CheckFailed, Corrupt, DecodeError
+from ledger.errors import CheckFailed, Corrupt, DecodeError, UsageError
 from ledger.keys import PublicKey, SigningKey, key_id
 from ledger.merkle import (
     SHA256,
@@ -51,6 +53,7 @@ from ledger.merkle import (
     verify_inclusion,
 )
 from ledger.objects import Batch, ChildEntry, CommitBody, ItemEntry, Marker, SignedCommit, StoreConfig, node_id
+from ledger.policy import Policy, anchors, build_evidence, evaluate, load_policies, previous_ends
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO / "spec" / "vectors"
@@ -355,7 +358,7 @@ def test_digest_contexts_match_the_implementation() -> None:
     doc = load("digests.json")
     assert doc["contexts"] == {"evidence-tree": CTX_TREE, "tree-node": CTX_NODE, "commit": CTX_COMMIT,
                                "commit-log": CTX_LOG, "key-id": CTX_KEY_ID, "node-boundary": CTX_BOUNDARY,
-                               "pack-index": CTX_PACK_INDEX}
+                               "pack-index": CTX_PACK_INDEX, "policy": CTX_POLICY}
     assert len(set(doc["contexts"].values())) == len(doc["contexts"])
     sc = doc["signature_context"]
     assert bytes.fromhex(sc["hex"]) == SIGNATURE_CONTEXT == sc["text"].encode("ascii")
@@ -480,6 +483,9 @@ def test_tree_case(case: dict[str, Any]) -> None:
     names = [i.name.encode() for i in items]
     assert names == sorted(names) and len(set(names)) == len(names)
     assert all(tree.rank(i["name"]) == i["rank"] for i in case["items"])
+    for i in case["items"]:  # each item's content, as the entry commits to it
+        content = bytes.fromhex(i["content_hex"])
+        assert (len(content), content_digest(content).hex()) == (i["size"], i["blake3"])
 
     # The implementation's streaming builder: same root, same set of nodes.
     emitted: dict[bytes, bytes] = {}
@@ -590,9 +596,14 @@ def test_commit_chain() -> None:
             b["run"], b["seq"], b["count"], b["bytes"], b["time"], b["log_size"])
         assert (body.root.hex(), body.key.hex(), body.log_root.hex()) == (b["root"], b["key"], b["log_root"])
         assert body.parent == (None if b["parent"] is None else bytes.fromhex(b["parent"]))
-        assert ref_decode(body_bytes) == {**{k: bytes.fromhex(v) if k in ("key", "log_root", "nonce", "root") else v
-                                             for k, v in b.items()},
-                                          "parent": None if b["parent"] is None else bytes.fromhex(b["parent"])}
+        assert body.policy == (None if b["policy"] is None else bytes.fromhex(b["policy"]))
+        assert [list(a) for a in body.anchors] == b["anchors"]
+        assert same([list(c) for c in body.criteria], b["criteria"])
+        assert [w.to_value() for w in body.waivers] == b["waivers"]
+        assert same(ref_decode(body_bytes), {
+            **{k: bytes.fromhex(v) if k in ("key", "log_root", "nonce", "root") else v for k, v in b.items()},
+            "parent": None if b["parent"] is None else bytes.fromhex(b["parent"]),
+            "policy": None if b["policy"] is None else bytes.fromhex(b["policy"])})
         assert CommitBody.from_bytes(body_bytes).encode() == body_bytes
         assert commit.digest.hex() == c["digest"] == dk(CTX_COMMIT, body_bytes).hex()
         # The signature: Ed25519 over the context string, then the body bytes; deterministic, so re-signing agrees.
@@ -620,7 +631,41 @@ def test_commit_roots_are_tree_vector_roots() -> None:
     roots = {c["root"]: c for c in cases("tree.json", "cases")}
     for c in cases("commits.json", "chain"):
         tc = roots[c["body"]["root"]]
+        assert tc["name"] == c["tree_case"]
         assert (c["body"]["count"], c["body"]["bytes"]) == (tc["count"], tc["bytes"])
+
+
+def policy_documents() -> dict[str, bytes]:
+    """Every valid canonical policy document of policies.json, by the hex of its digest."""
+    return {c["digest"]: bytes.fromhex(c["hex"]) for c in cases("policies.json", "compose") if c["expect"] == "ok"}
+
+
+def test_commit_criteria_reevaluate() -> None:
+    """verify.md step 7 over the vector chain: each commit's criteria, re-evaluated from its sealed policy over the
+    items of its tree and the anchors of the commits before it, hold as sealed; its anchors are its offsets."""
+    trees = {c["name"]: c for c in cases("tree.json", "cases")}
+    docs = policy_documents()
+    earlier: list[CommitBody] = []
+    for c in cases("commits.json", "chain"):
+        body = CommitBody.from_bytes(bytes.fromhex(c["body_hex"]))
+        policy = None
+        if body.policy is not None:
+            data = docs[body.policy.hex()]
+            assert dk(CTX_POLICY, data) == body.policy
+            policy = Policy.from_bytes(data)
+        items = trees[c["tree_case"]]["items"]
+        content = {i["name"]: bytes.fromhex(i["content_hex"]) for i in items}
+        ev = build_evidence([ItemEntry(i["name"], i["kind"], i["size"], Digest(bytes.fromhex(i["blake3"])))
+                             for i in items], lambda e, content=content: content[e.name])
+        got = evaluate(policy, ev, previous_ends([(b.seq, b.run, [kinds.Offsets(*a) for a in b.anchors])
+                                                  for b in earlier]))
+        assert [(n, ok) for n, ok, _ in body.criteria if n != "content-present"] == [(x.name, x.ok) for x in got]
+        assert [x for x in body.criteria if x[0] == "content-present"] == [("content-present", True,
+                                                                            "all content stored")]
+        assert body.criteria[1][0] == "content-present" and all(ok for _, ok, _ in body.criteria)
+        assert body.anchors == tuple((a.group, a.topic, a.partition, a.start, a.end) for a in anchors(ev))
+        earlier.append(body)
+    assert earlier[-1].policy is not None and earlier[-1].anchors and earlier[-1].waivers
 
 
 # --- objects.json --------------------------------------------------------------------------------------------------
@@ -641,6 +686,7 @@ def test_object_encoding(case: dict[str, Any]) -> None:
     elif kind == "batch":
         assert Batch.from_bytes(data).encode() == data
         assert case["key"].startswith(layout.staged_prefix(value["run"])) and case["key"].endswith(".batch")
+        assert "waivers" not in value or value["waivers"]  # omitted when there are none
     elif kind == "store config":
         assert StoreConfig.from_bytes(data).encode() == data
         assert case["key"] == layout.CONFIG
@@ -735,6 +781,9 @@ def test_store_keys() -> None:
             assert k["key"] in (packs.pack_key(k["pack_id"]), packs.index_key(k["pack_id"]))
         elif "digest" in k:
             assert packs.loose_key(bytes.fromhex(k["digest"])) == k["key"]
+        elif "policy" in k:
+            assert layout.policy_key(bytes.fromhex(k["policy"])) == k["key"] == f"policies/{k['policy']}"
+            assert k["policy"] in policy_documents()
         elif "run" in k:
             assert k["key"] in (layout.staged_prefix(k["run"]), layout.sealing_key(k["run"]),
                                 layout.marker_key(k["run"]))
@@ -743,6 +792,282 @@ def test_store_keys() -> None:
     for n in doc["node_pack_ids"]:
         assert layout.node_pack_ids(bytes.fromhex(n["root"]), n["n"]) == n["ids"]
         assert all(i.startswith(n["root"][:28]) and len(i) == 32 for i in n["ids"])
+
+
+# --- reference record validation and criteria evaluation, written from spec/kinds.md and spec/policy.md ------------
+
+_REF_WS = {chr(c) for c in (*range(0x09, 0x0e), *range(0x1c, 0x21), 0x85, 0xa0, 0x1680, *range(0x2000, 0x200b), 0x2028,
+                            0x2029, 0x202f, 0x205f, 0x3000)}
+_REF_ALGS = {"b3": 64, "blake3": 64, "sha256": 64, "sha384": 96, "sha512": 128, "sha1": 40, "md5": 32}
+_REF_MAX = 2**63 - 1
+
+
+def ref_text(v: Any) -> bool:
+    return (type(v) is str and any(c not in _REF_WS for c in v) and len(v) <= 1024
+            and not any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f for c in v))
+
+
+def ref_uint(limit: int) -> Any:
+    return lambda v: type(v) is int and 0 <= v <= limit
+
+
+def ref_topic(v: Any) -> bool:
+    return ref_text(v) and re.fullmatch(r"[A-Za-z0-9._-]{1,249}", v) is not None and v not in (".", "..")
+
+
+def ref_digest(v: Any) -> bool:
+    m = re.fullmatch(r"(?:([a-z0-9]+):)?((?:[0-9a-f]{2}){16,64})", v) if ref_text(v) else None
+    return m is not None and (m.group(1) is None or _REF_ALGS.get(m.group(1)) == len(m.group(2)))
+
+
+REF_SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "offsets": ({"topic": ref_topic, "partition": ref_uint(2**31 - 1), "start": ref_uint(_REF_MAX),
+                 "end": ref_uint(_REF_MAX)}, {"group": ref_text, "high": ref_uint(_REF_MAX)}),
+    "receipt": ({"source": ref_text, "count": ref_uint(_REF_MAX)},
+                {"batch": ref_text, "digest": ref_digest, "topic": ref_topic, "partition": ref_uint(2**31 - 1),
+                 "first": lambda v: ref_uint(_REF_MAX)(v) or ref_text(v),
+                 "last": lambda v: ref_uint(_REF_MAX)(v) or ref_text(v)}),
+    "artifact": ({"name": ref_text, "version": ref_text}, {"digest": ref_digest}),
+    "decision": ({"name": ref_text, "outcome": ref_text},
+                 {"reason": ref_text, "inputs": lambda v: type(v) is list and all(ref_digest(x) for x in v)}),
+}
+
+
+def ref_valid(kind: str, v: Any) -> bool:
+    if kind == "json":
+        return True
+    if type(v) is not dict:
+        return False
+    if kind == "summary":
+        return any(k != "name" for k in v) and all(
+            ref_text(x) if k == "name" else (1 <= len(k) <= 128 and ref_uint(_REF_MAX)(x)) for k, x in v.items())
+    required, optional = REF_SCHEMAS[kind]
+    if any(f not in v for f in required) or any(f not in required and f not in optional for f in v):
+        return False
+    if not all({**required, **optional}[f](x) for f, x in v.items()):
+        return False
+    return kind != "offsets" or v["start"] <= v["end"] <= v.get("high", v["end"])
+
+
+def ref_default_name(kind: str, v: Any, stored: bytes) -> str:
+    if kind == "offsets":
+        return f"offsets/{v['group'] + '/' if 'group' in v else ''}{v['topic']}/{v['partition']}.json"
+    if kind == "receipt":
+        tail = (f"/{v['batch']}" if "batch" in v else f"/{v['topic']}/{v['partition']}"
+                if "topic" in v and "partition" in v else "")
+        return f"receipts/{v['source']}{tail}.json"
+    if kind in ("summary", "artifact", "decision"):
+        folder = {"summary": "summary", "artifact": "artifacts", "decision": "decisions"}[kind]
+        return f"{folder}/{v.get('name', 'summary')}.json"
+    return f"records/{kind}/{blake3.blake3(stored).hexdigest()[:16]}.json"
+
+
+_REF_ESC = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def ref_stored(v: Any) -> bytes:
+    """The stored form of a record (spec/kinds.md): canonical JSON, UTF-8."""
+    def enc(x: Any) -> str:
+        if x is None or type(x) is bool:
+            return {None: "null", True: "true", False: "false"}[x]
+        if type(x) in (int, float):
+            return repr(x)
+        if type(x) is str:
+            return '"' + "".join(_REF_ESC.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 else c) for c in x) + '"'
+        if type(x) is list:
+            return "[" + ",".join(map(enc, x)) + "]"
+        return "{" + ",".join(enc(k) + ":" + enc(x[k]) for k in sorted(x, key=str.encode)) + "}"
+    return enc(v).encode("utf-8")
+
+
+def ref_stream(v: dict[str, Any]) -> tuple[str, str, int]:
+    return v.get("group", ""), v["topic"], v["partition"]
+
+
+def ref_evaluate(pol: dict[str, Any] | None, items: list[tuple[str, str, bytes]],
+                 earlier: list[list[list[Any]]]) -> tuple[list[tuple[str, bool]], list[list[Any]]]:
+    """(name, ok) of every criterion but content-present, and the anchors; RefError('usage') for the error."""
+    typed = ("offsets", "receipt", "summary", "artifact", "decision")
+    records: list[tuple[str, dict[str, Any]]] = []
+    invalid = False
+    for _, kind, content in sorted(items, key=lambda x: x[0].encode()):
+        if kind not in typed:
+            continue
+        try:
+            value = json.loads(content) if len(content) <= 1 << 20 else None
+        except ValueError:
+            value = None
+        if ref_valid(kind, value):
+            records.append((kind, value))
+        else:
+            invalid = True
+    offs = [v for k, v in records if k == "offsets"]
+    versions: dict[str, set[str]] = {}
+    for k, v in records:
+        if k == "artifact":
+            versions.setdefault(v["name"], set()).add(v["version"])
+    coherent = len({ref_stream(v) for v in offs}) == len(offs) and all(len(s) == 1 for s in versions.values())
+    out = [("non-empty", bool(items)), ("records-valid", not invalid), ("records-coherent", coherent)]
+    anchor_rows = sorted(([*ref_stream(v), v["start"], v["end"]] for v in offs),
+                         key=lambda a: (a[0].encode(), a[1].encode(), a[2]))
+    if pol is None:
+        return out, anchor_rows
+    for kind in sorted(pol["min"], key=str.encode):
+        out.append((f"min:{kind}", sum(1 for _, k, _ in items if k == kind) >= pol["min"][kind]))
+    if pol["artifacts"]:
+        out.append(("artifacts", all(a in versions for a in pol["artifacts"])))
+    for topic in sorted(pol["topics"], key=str.encode):
+        out.append((f"topic:{topic}", {v["partition"] for v in offs if v["topic"] == topic}
+                    == set(range(pol["topics"][topic]))))
+    for rule in pol["reconcile"]:
+        def total(term: str) -> int:
+            kind, fld = term.split(".", 1)
+            recs = [v for k, v in records if k == kind]
+            if kind == "offsets":
+                return sum(v["end"] - v["start"] for v in recs)
+            vals = [v[fld] for v in recs if fld in v and (kind, fld) != ("summary", "name")]
+            if recs and not vals:
+                raise RefError("usage")
+            return sum(vals)
+        left, right = sum(map(total, rule["left"])), sum(map(total, rule["right"]))
+        present = all(any(k == t.split(".")[0] for k, _ in records) for t in rule["left"] + rule["right"])
+        out.append((f"reconcile:{rule['name']}", present and left == right))
+    if pol["continuity"]:
+        ends = {tuple(a[:3]): a[4] for anchors_ in earlier for a in anchors_}
+        out.append(("continuity", all(ends.get(ref_stream(v), v["start"]) == v["start"] for v in offs
+                                      if "*" in pol["continuity"] or v["topic"] in pol["continuity"])))
+    return out, anchor_rows
+
+
+# --- kinds.json ----------------------------------------------------------------------------------------------------
+
+def test_kinds_constants() -> None:
+    from ledger.names import KINDS, RECORD_KINDS
+
+    doc = load("kinds.json")
+    assert doc["kinds"] == list(KINDS) and doc["typed_kinds"] == list(kinds.TYPED_KINDS)
+    assert doc["record_kinds"] == list(RECORD_KINDS)
+    assert (doc["max_record_bytes"], doc["max_text"]) == (kinds.MAX_RECORD_BYTES, kinds.MAX_TEXT) == (1 << 20, 1024)
+    assert doc["digest_algorithms"] == _REF_ALGS
+    for alg, n in doc["digest_algorithms"].items():
+        for digits, ok in ((n, True), (n - 2, False), (n + 2, False)):
+            value = {"name": "a", "version": "1", "digest": f"{alg}:" + "a" * digits}
+            assert ref_valid("artifact", value) is ok
+            if ok:
+                kinds.validate("artifact", value, "vector")
+            else:
+                with pytest.raises(kinds.RecordError):
+                    kinds.validate("artifact", value, "vector")
+
+
+def test_record_kinds_only() -> None:
+    from ledger.errors import Refused
+    from ledger.evidence import record
+    from ledger.storage import MemoryStore
+
+    for kind in ("file", "log"):  # files are added, not recorded; refused before anything is read or written
+        with pytest.raises(Refused):
+            record(MemoryStore(), "r", kind, "{}")
+
+
+@pytest.mark.parametrize("case", cases("kinds.json", "valid"), ids=ids(cases("kinds.json", "valid")))
+def test_kind_valid(case: dict[str, Any]) -> None:
+    kind, value = case["kind"], json.loads(case["json"])
+    assert kinds.validate(kind, value, "vector") == value and ref_valid(kind, value)
+    stored = kinds.canonical_json(value)
+    assert stored == case["stored"].encode("utf-8")
+    assert stored == ref_stored(value)
+    assert kinds.load_record(kind, stored, "vector") == value
+    digest = content_digest(stored).hex()
+    assert kinds.default_name(kind, value, digest) == case["default_name"] == ref_default_name(kind, value, stored)
+
+
+@pytest.mark.parametrize("case", cases("kinds.json", "invalid"), ids=ids(cases("kinds.json", "invalid")))
+def test_kind_invalid(case: dict[str, Any]) -> None:
+    with pytest.raises(kinds.RecordError) as exc:
+        kinds.load_record(case["kind"], case["json"].encode("utf-8"), "vector")
+    assert exc.value.exit_code == 6
+    if case["field"] is None:
+        assert "field '" not in str(exc.value)
+    else:
+        assert f"field {case['field']!r}" in str(exc.value)
+    assert not ref_valid(case["kind"], json.loads(case["json"]))
+
+
+@pytest.mark.parametrize("case", cases("kinds.json", "record_inputs"), ids=ids(cases("kinds.json", "record_inputs")))
+def test_record_input(case: dict[str, Any]) -> None:
+    def parse() -> list[Any]:
+        values = kinds.parse_records(case["json"], case["kind"], "vector")
+        for v in values:
+            kinds.validate(case["kind"], v, "vector")
+            kinds.canonical_json(v)
+        return values
+
+    if case["records"] is None:
+        with pytest.raises(kinds.RecordError):
+            parse()
+    else:
+        assert len(parse()) == case["records"]
+
+
+# --- policies.json -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", cases("policies.json", "compose"), ids=ids(cases("policies.json", "compose")))
+def test_policy_compose(case: dict[str, Any], tmp_path: Path) -> None:
+    for name, text in case["files"].items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    paths = [str(tmp_path / n) for n in case["load"]]
+    if case["expect"] == "usage-error":
+        with pytest.raises(UsageError):
+            load_policies(paths)
+        return
+    p = load_policies(paths)
+    data = bytes.fromhex(case["hex"])
+    assert p.encode() == data == ref_encode(from_tv(case["value"]))
+    assert p.digest.hex() == case["digest"] == dk(CTX_POLICY, data).hex() == bytes.fromhex(case["key"][9:]).hex()
+    assert case["key"] == layout.policy_key(p.digest) and case["key"].startswith("policies/")
+    assert Policy.from_bytes(data) == p
+    doc = ref_decode(data)
+    assert sorted(doc) == ["artifacts", "continuity", "format", "min", "reconcile", "sources", "topics"]
+    for name, digest in doc["sources"]:  # each file read, once: its base name and the BLAKE3 of its bytes
+        assert blake3.blake3((tmp_path / name).read_bytes()).hexdigest() == digest
+    assert len({n for n, _ in doc["sources"]}) == len(doc["sources"])
+
+
+@pytest.mark.parametrize("case", cases("policies.json", "documents_invalid"),
+                         ids=ids(cases("policies.json", "documents_invalid")))
+def test_policy_document_invalid(case: dict[str, Any]) -> None:
+    with pytest.raises(DecodeError):
+        Policy.from_bytes(bytes.fromhex(case["hex"]))
+
+
+def test_policy_context() -> None:
+    assert load("policies.json")["context"] == CTX_POLICY == "ledger/1 policy"
+    assert load("policies.json")["max_partitions"] == 100_000
+
+
+@pytest.mark.parametrize("case", cases("policies.json", "evaluations"), ids=ids(cases("policies.json", "evaluations")))
+def test_policy_evaluation(case: dict[str, Any]) -> None:
+    data = None if case["policy_hex"] is None else bytes.fromhex(case["policy_hex"])
+    policy = None if data is None else Policy.from_bytes(data)
+    items = [(i["name"], i["kind"], i["content"].encode("utf-8")) for i in case["items"]]
+    content = {n: c for n, _, c in items}
+    ev = build_evidence([ItemEntry(n, k, len(c), content_digest(c)) for n, k, c in items],
+                        lambda e: content[e.name])
+    prev = previous_ends([(p["seq"], p["run"], [kinds.Offsets(*a) for a in p["anchors"]]) for p in case["earlier"]])
+    pol_value = None if data is None else ref_decode(data)
+    if case["expect"] == "usage-error":
+        with pytest.raises(UsageError):
+            evaluate(policy, ev, prev)
+        with pytest.raises(RefError):
+            ref_evaluate(pol_value, items, [p["anchors"] for p in case["earlier"]])
+        return
+    got = evaluate(policy, ev, prev)
+    assert [[c.name, c.ok, c.detail] for c in got] == case["criteria"]
+    assert [a.to_value() for a in anchors(ev)] == case["anchors"]
+    ref, ref_anchors = ref_evaluate(pol_value, items, [p["anchors"] for p in case["earlier"]])
+    assert ref == [(c.name, c.ok) for c in got]
+    assert ref_anchors == case["anchors"]
 
 
 # --- end to end: the real seal path writes the vector commits byte for byte ----------------------------------------
@@ -763,8 +1088,7 @@ def test_seal_writes_the_vector_commits(tmp_path: Path) -> None:
         run = c["body"]["run"]
         for n, it in enumerate(tree_cases[c["body"]["root"]]["items"]):
             f = tmp_path / f"{run}-{n}"
-            # The generator's content for item i of a case: the name and a newline, repeated i % 5 + 1 times.
-            f.write_bytes((it["name"] + "\n").encode() * (n % 5 + 1))
+            f.write_bytes(bytes.fromhex(it["content_hex"]))
             lg.add(run, [str(f)], kind=it["kind"], as_name=it["name"])
         seal(store, run, sk, now_ms=lambda t=c["body"]["time"]: int(t), nonce=bytes.fromhex(c["body"]["nonce"]))
         assert store.get(c["slot"]).hex() == c["envelope_hex"]
@@ -773,7 +1097,7 @@ def test_seal_writes_the_vector_commits(tmp_path: Path) -> None:
         res = verify(store, run, [sk.public])
         assert res.ok, res.first_failure
         assert [ch.name for ch in res.checks] == ["store", "commit", "signature", "content", "tree", "chain",
-                                                  "marker"]
+                                                  "criteria", "marker"]
 
 
 # --- the generator -------------------------------------------------------------------------------------------------

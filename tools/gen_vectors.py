@@ -12,8 +12,10 @@ value notation are described in spec/README.md ("Test vectors").
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ if str(ROOT) not in sys.path:
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
-from ledger import encoding, layout, packs, tree  # noqa: E402
+from ledger import encoding, kinds, layout, packs, tree  # noqa: E402
 from ledger.chain import LOG_HASHER  # noqa: E402
 from ledger.digests import (  # noqa: E402
     CTX_BOUNDARY,
@@ -32,6 +34,7 @@ from ledger.digests import (  # noqa: E402
     CTX_LOG,
     CTX_NODE,
     CTX_PACK_INDEX,
+    CTX_POLICY,
     CTX_TREE,
     FORMAT,
     SIGNATURE_CONTEXT,
@@ -39,10 +42,10 @@ from ledger.digests import (  # noqa: E402
     content_digest,
     typed_digest,
 )
-from ledger.errors import Corrupt, DecodeError  # noqa: E402
+from ledger.errors import Corrupt, DecodeError, LedgerError, UsageError  # noqa: E402
 from ledger.keys import SigningKey, key_id  # noqa: E402
 from ledger.merkle import SHA256, Hasher, consistency_proof, inclusion_proof, root_from_leaf_hashes  # noqa: E402
-from ledger.names import KINDS  # noqa: E402
+from ledger.names import KINDS, RECORD_KINDS  # noqa: E402
 from ledger.objects import (  # noqa: E402
     Batch,
     ChildEntry,
@@ -53,7 +56,19 @@ from ledger.objects import (  # noqa: E402
     StagedItem,
     StoreConfig,
     StoreLock,
+    Waived,
     node_id,
+)
+from ledger.policy import (  # noqa: E402
+    MAX_PARTITIONS,
+    Criterion,
+    Policy,
+    Reconcile,
+    anchors,
+    build_evidence,
+    evaluate,
+    load_policies,
+    previous_ends,
 )
 from ledger.tree import TREE_HASHER, encode_node  # noqa: E402
 
@@ -247,7 +262,7 @@ def gen_encoding() -> Json:
 
 CONTEXTS = {
     "evidence-tree": CTX_TREE, "tree-node": CTX_NODE, "commit": CTX_COMMIT, "commit-log": CTX_LOG,
-    "key-id": CTX_KEY_ID, "node-boundary": CTX_BOUNDARY, "pack-index": CTX_PACK_INDEX,
+    "key-id": CTX_KEY_ID, "node-boundary": CTX_BOUNDARY, "pack-index": CTX_PACK_INDEX, "policy": CTX_POLICY,
 }
 
 
@@ -318,9 +333,37 @@ def gen_merkle() -> Json:
 
 # tree.json ---------------------------------------------------------------------------------------------------------
 
+CONTENT: dict[bytes, bytes] = {}  # content digest -> content, of every item the vectors make
+
+
+def vector_record(kind: str, name: str, i: int) -> bytes | None:
+    """The content of item ``i`` of a tree case whose kind is typed: a valid record of that kind in its stored form
+    (spec/kinds.md), so that every tree case is a run that could be sealed. None for the untyped kinds."""
+    values: dict[str, dict[str, Any]] = {
+        "offsets": {"group": "vectors", "topic": "orders", "partition": i, "start": 0, "end": 100 + i},
+        "receipt": {"source": "vectors", "batch": f"b{i}", "count": i},
+        "summary": {"name": f"s{i}", "items": i},
+        "artifact": {"name": name, "version": f"1.{i}"},
+        "decision": {"name": name, "outcome": "accept"},
+    }
+    v = values.get(kind)
+    return None if v is None else kinds.canonical_json(v)
+
+
+def entry_for(name: str, kind: str, content: bytes) -> ItemEntry:
+    d = content_digest(content)
+    CONTENT[d] = content
+    return ItemEntry(name, kind, len(content), d)
+
+
 def item(name: str, i: int) -> ItemEntry:
-    content = (name + "\n").encode() * (i % 5 + 1)
-    return ItemEntry(name, KINDS[i % len(KINDS)], len(content), content_digest(content))
+    """Item ``i`` (in name order) of a tree case: kinds in turn; a file's content is its name and a newline,
+    repeated i % 5 + 1 times; a typed item's content is a record of its kind."""
+    kind = KINDS[i % len(KINDS)]
+    content = vector_record(kind, name, i)
+    if content is None:
+        content = (name + "\n").encode() * (i % 5 + 1)
+    return entry_for(name, kind, content)
 
 
 def items_for(names: list[str]) -> list[ItemEntry]:
@@ -340,7 +383,8 @@ def pick_names(prefix: str, ranks: list[int]) -> list[str]:
 
 
 def item_json(e: ItemEntry) -> Json:
-    return {"name": e.name, "kind": e.kind, "size": e.size, "blake3": e.blake3.hex(), "rank": tree.rank(e.name)}
+    return {"name": e.name, "kind": e.kind, "size": e.size, "blake3": e.blake3.hex(), "rank": tree.rank(e.name),
+            "content_hex": CONTENT[e.blake3].hex()}
 
 
 def build_levels(items: list[ItemEntry]) -> tuple[Digest, list[list[Json]]]:
@@ -445,6 +489,43 @@ def invalid_tree_cases(deep: list[ItemEntry]) -> list[Json]:
     return out
 
 
+# The run sealed under the example policy (commits.json slot 3; policies.json evaluations): typed records whose
+# 'orders' offsets continue the ranges slot 2 sealed for group 'vectors' and whose 'payments' offsets start new
+# streams, receipts and a summary that reconcile with the offsets spans, an artifact, a decision, a file and a log
+# with a waived secret finding.
+POLICY_RUN = "nightly-44"
+POLICY_RUN_RECORDS: list[tuple[str, dict[str, Any]]] = [
+    ("offsets", {"group": "vectors", "topic": "orders", "partition": 3, "start": 103, "end": 160}),
+    ("offsets", {"group": "vectors", "topic": "orders", "partition": 11, "start": 111, "end": 150}),
+    ("offsets", {"topic": "payments", "partition": 0, "start": 0, "end": 40}),
+    ("offsets", {"topic": "payments", "partition": 1, "start": 5, "end": 25, "high": 30}),
+    ("receipt", {"source": "kafka-orders", "count": 96, "first": 103, "last": "orders-11@149"}),
+    ("receipt", {"source": "kafka-payments", "batch": "b-0007", "count": 60,
+                 "digest": "b3:" + content_digest(b"payments batch b-0007").hex()}),
+    ("summary", {"ingested": 148, "duplicates": 6, "quarantined": 2}),
+    ("artifact", {"name": "ingest-worker", "version": "2026.11.3",
+                  "digest": "sha256:" + hashlib.sha256(b"ingest-worker 2026.11.3").hexdigest()}),
+    ("decision", {"name": "release", "outcome": "publish", "reason": "every criterion holds",
+                  "inputs": ["b3:" + content_digest(b"release inputs").hex()]}),
+]
+POLICY_RUN_FILES = [
+    ("data/orders.csv", "file", b"id,amount\n1,20\n2,35\n"),
+    ("logs/build.log", "log", b"build started\ncache key: 'c2VjcmV0LWxvb2tpbmctY2FjaGUta2V5'\nbuild finished\n"),
+]
+POLICY_RUN_WAIVER = Waived("logs/build.log", 2, "Base64 High Entropy String", "logs/*.log",
+                           "build cache keys, not credentials", None, "Base64 High Entropy String")
+
+
+def policy_run_items() -> list[tuple[str, str, bytes]]:
+    """(name, kind, content) of the policy run's items, in name order; records under their default names."""
+    out = list(POLICY_RUN_FILES)
+    for kind, value in POLICY_RUN_RECORDS:
+        kinds.validate(kind, value, "vector record")
+        content = kinds.canonical_json(value)
+        out.append((kinds.default_name(kind, value, content_digest(content).hex()), kind, content))
+    return sorted(out, key=lambda x: x[0].encode("utf-8"))
+
+
 def gen_tree() -> Json:
     deep = items_for(pick_names("deep/", [0, 1, 0, 2, 0, 1, 0]))
     cases = [
@@ -459,11 +540,15 @@ def gen_tree() -> Json:
                   items_for(["u/\U0001f600", "u/\uff61", "u/é", "u/z", "u/a", "u/Z", "u/a/b", "u/a b"])),
         tree_case("300 items", "a realistic fan-out: several nodes per level, three levels",
                   items_for([f"data/{i:04d}.csv" for i in range(300)])),
+        tree_case("typed records", "the run sealed under the example policy (commits.json slot 3): offsets, "
+                  "receipts, a summary, an artifact and a decision under their default names, a file and a log",
+                  [entry_for(n, k, c) for n, k, c in policy_run_items()]),
     ]
     ranks = [{"key": k, "boundary_hash": typed_digest(CTX_BOUNDARY, k.encode()).hex(), "rank": tree.rank(k)}
              for k in ["", "a", "report.json", *pick_names("deep/", [0, 1, 2]), "u/\U0001f600"]]
     return {
-        "description": "The evidence tree (spec/tree.md). For each case: the items (sorted by name), every node by "
+        "description": "The evidence tree (spec/tree.md). For each case: the items (sorted by name, each with its "
+                       "content; a typed item's content is a valid record of its kind, spec/kinds.md), every node by "
                        "level, left to right (canonical bytes, id, item count, last name, RFC 9162 root over the "
                        "entries), and the root id. invalid: node sets a verifier MUST reject, by root and nodes "
                        "by id.",
@@ -482,10 +567,30 @@ def signing_key(seed: bytes) -> SigningKey:
 
 
 def body_json(b: CommitBody) -> Json:
-    return {"bytes": b.total_bytes, "count": b.count, "format": FORMAT, "key": b.key.hex(),
+    return {"anchors": [list(a) for a in b.anchors], "bytes": b.total_bytes, "count": b.count,
+            "criteria": [list(c) for c in b.criteria], "format": FORMAT, "key": b.key.hex(),
             "log_root": b.log_root.hex(), "log_size": b.log_size, "nonce": b.nonce.hex(),
-            "parent": b.parent.hex() if b.parent else None,
-            "root": b.root.hex(), "run": b.run, "seq": b.seq, "time": b.time_ms}
+            "parent": b.parent.hex() if b.parent else None, "policy": b.policy.hex() if b.policy else None,
+            "root": b.root.hex(), "run": b.run, "seq": b.seq, "time": b.time_ms,
+            "waivers": [w.to_value() for w in b.waivers]}
+
+
+def case_evidence(case: Json) -> tuple[list[ItemEntry], dict[str, bytes]]:
+    entries = [ItemEntry(i["name"], i["kind"], i["size"], Digest(bytes.fromhex(i["blake3"]))) for i in case["items"]]
+    return entries, {i["name"]: bytes.fromhex(i["content_hex"]) for i in case["items"]}
+
+
+def sealed_outcome(case: Json, policy: Policy | None, earlier: list[CommitBody]) -> tuple[
+        tuple[tuple[str, bool, str], ...], tuple[tuple[str, str, int, int, int], ...]]:
+    """What a seal of the tree case's items records (spec/policy.md): every criterion, built-in and the policy's,
+    evaluated against the anchors of the earlier commits, with content-present second; and the replay anchors."""
+    entries, content = case_evidence(case)
+    ev = build_evidence(entries, lambda e: content[e.name])
+    prev = previous_ends([(b.seq, b.run, [kinds.Offsets(*a) for a in b.anchors]) for b in earlier])
+    crit = evaluate(policy, ev, prev)
+    crit.insert(1, Criterion("content-present", True, "all content stored"))
+    return (tuple((c.name, c.ok, c.detail) for c in crit),
+            tuple((a.group, a.topic, a.partition, a.start, a.end) for a in anchors(ev)))
 
 
 def vector_nonce(seq: int) -> bytes:
@@ -493,24 +598,30 @@ def vector_nonce(seq: int) -> bytes:
     return f"vector nonce {seq:03d}".encode()
 
 
-def gen_commits(tree_vectors: Json) -> Json:
+def gen_commits(tree_vectors: Json, policy: Policy) -> Json:
     k1, k2 = signing_key(SEED_1), signing_key(SEED_2)
     cases = {c["name"]: c for c in tree_vectors["cases"]}
-    sealed = [("nightly-41", cases["single item"]), ("nightly-42", cases["deep"]), ("nightly-43", cases["300 items"])]
+    sealed: list[tuple[str, Json, Policy | None, tuple[Waived, ...]]] = [
+        ("nightly-41", cases["single item"], None, ()), ("nightly-42", cases["deep"], None, ()),
+        ("nightly-43", cases["300 items"], None, ()),
+        (POLICY_RUN, cases["typed records"], policy, (POLICY_RUN_WAIVER,))]
     chain: list[SignedCommit] = []
     out_chain = []
-    for seq, (run, tc) in enumerate(sealed):
+    for seq, (run, tc, pol, waivers) in enumerate(sealed):
         log_leaves = [LOG_HASHER.leaf(c.digest) for c in chain]
+        criteria, anchor_rows = sealed_outcome(tc, pol, [c.body for c in chain])
         body = CommitBody(run=run, seq=seq, parent=chain[-1].digest if chain else None,
                           root=Digest(bytes.fromhex(tc["root"])), count=tc["count"], total_bytes=tc["bytes"],
                           time_ms=TIME_0 + 60_000 * seq, key=k1.public.key_id, log_size=seq,
                           log_root=Digest(root_from_leaf_hashes(LOG_HASHER, log_leaves)),
-                          nonce=vector_nonce(seq))
+                          nonce=vector_nonce(seq), anchors=anchor_rows,
+                          policy=pol.digest if pol is not None else None, criteria=criteria, waivers=waivers)
+        assert all(ok for _, ok, _ in criteria), (run, criteria)
         bb = body.encode()
         commit = SignedCommit(bb, k1.sign(bb), body)
         chain.append(commit)
-        out_chain.append({"slot": layout.slot_key(seq), "body": body_json(body), "body_hex": bb.hex(),
-                          "digest": commit.digest.hex(), "signature": commit.sig.hex(),
+        out_chain.append({"slot": layout.slot_key(seq), "tree_case": tc["name"], "body": body_json(body),
+                          "body_hex": bb.hex(), "digest": commit.digest.hex(), "signature": commit.sig.hex(),
                           "envelope_hex": commit.encode().hex()})
 
     base = chain[1]
@@ -578,6 +689,45 @@ def gen_commits(tree_vectors: Json) -> Json:
     ]:
         add(f"body: {name}", "decode-error", "the body is refused before any signature check (spec/objects.md)",
             env(data, k1.sign(data)))
+    # The commit sealed under a policy (slot 3): anchors, policy digest, criteria and a waiver, each broken in turn.
+    typed = chain[3].body
+
+    def typed_with(**changes: Any) -> bytes:
+        v = typed.to_value()
+        v.update(changes)
+        return encoding.encode(v)
+
+    rows = [list(a) for a in typed.anchors]
+    crit = [list(c) for c in typed.criteria]
+    waiver = typed.waivers[0].to_value()
+    g, t, p, start, end = rows[0]
+    for name, data in [
+        ("anchors not sorted", typed_with(anchors=list(reversed(rows)))),
+        ("anchors: a partition given twice", typed_with(anchors=sorted([*rows, [g, t, p, end, end + 5]]))),
+        ("anchors: start after end", typed_with(anchors=[[g, t, p, end + 1, end], *rows[1:]])),
+        ("anchors: an entry of 4 elements", typed_with(anchors=[[g, t, p, end], *rows[1:]])),
+        ("anchors: partition 2^31", typed_with(anchors=[*rows[:-1], [*rows[-1][:2], 2**31, *rows[-1][3:]]])),
+        ("anchors: empty topic", typed_with(anchors=[[g, "", p, start, end], *rows[1:]])),
+        ("anchors: end above 2^63-1", typed_with(anchors=[*rows[:-1], [*rows[-1][:4], 2**63]])),
+        ("anchors: partition is a bool", typed_with(anchors=[[g, t, True, start, end], *rows[1:]])),
+        ("criteria: ok is an int", typed_with(criteria=[[crit[0][0], 1, crit[0][2]], *crit[1:]])),
+        ("criteria: ok is a str", typed_with(criteria=[[crit[0][0], "true", crit[0][2]], *crit[1:]])),
+        ("criteria: empty criterion name", typed_with(criteria=[*crit, ["", True, "nothing"]])),
+        ("criteria: an entry of 2 elements", typed_with(criteria=[crit[0][:2], *crit[1:]])),
+        ("criteria: detail is nil", typed_with(criteria=[[crit[0][0], True, None], *crit[1:]])),
+        ("waiver missing its rule reason",
+         typed_with(waivers=[{**waiver, "rule": {k: v for k, v in waiver["rule"].items() if k != "reason"}}])),
+        ("waiver: unknown field in the rule", typed_with(waivers=[{**waiver, "rule": {**waiver["rule"], "x": 1}}])),
+        ("waiver: invalid item name", typed_with(waivers=[{**waiver, "item": "../build.log"}])),
+        ("waiver: negative line", typed_with(waivers=[{**waiver, "line": -1}])),
+        ("waiver: missing detector", typed_with(waivers=[{k: v for k, v in waiver.items() if k != "detector"}])),
+        ("policy digest of 31 bytes", typed_with(policy=bytes(typed.policy or b"")[:31])),
+        ("policy digest as a hex str", typed_with(policy=(typed.policy or b"").hex())),
+        ("anchors is nil", typed_with(anchors=None)),
+        ("missing field criteria", encoding.encode({k: v for k, v in typed.to_value().items() if k != "criteria"})),
+    ]:
+        add(f"body: {name}", "decode-error", "the body is refused before any signature check (spec/objects.md)",
+            env(data, k1.sign(data)))
     genesis_with_parent = encoding.encode({**chain[0].body.to_value(), "parent": chain[0].digest})
     add("body: seq 0 with a parent", "decode-error", "the genesis commit has parent nil",
         env(genesis_with_parent, k1.sign(genesis_with_parent)))
@@ -587,7 +737,10 @@ def gen_commits(tree_vectors: Json) -> Json:
 
     return {
         "description": "Closure commits (spec/objects.md). keys: Ed25519 seeds from RFC 8032 7.1 TEST 1/2. chain: "
-                       "three commits of one chain, each the exact bytes of its slot (envelope_hex). invalid: "
+                       "four commits of one chain, each the exact bytes of its slot (envelope_hex), sealing the "
+                       "items of the tree.json case tree_case; slots 0-2 with the built-in criteria only, slot 3 "
+                       "under the example policy of policies.json (its anchors continue slot 2's), with a waiver. "
+                       "invalid: "
                        "envelopes a verifier trusting only key 1 MUST reject: decode-error (refused while decoding), "
                        "bad-signature, untrusted-key.",
         "signature_context_hex": SIGNATURE_CONTEXT.hex(),
@@ -596,6 +749,448 @@ def gen_commits(tree_vectors: Json) -> Json:
         "trusted": [k1.public.raw.hex()],
         "chain": out_chain,
         "invalid": inv,
+    }
+
+
+# policies.json -----------------------------------------------------------------------------------------------------
+
+BASE_TOML = """\
+# base.toml: what every run of the pipeline must prove
+min = { receipt = 1, summary = 1 }
+continuity = ["orders"]
+
+[[reconcile]]
+name = "consumed-vs-admitted"
+left = ["offsets.span"]            # the sum of end - start over the offsets records
+right = ["receipt.count"]
+"""
+
+NIGHTLY_TOML = """\
+# nightly.toml: the nightly job's closure policy
+include = ["base.toml"]
+min = { receipt = 2 }              # composed with base.toml's 1: the larger holds
+artifacts = ["ingest-worker"]
+topics = { payments = 2 }          # partitions 0 and 1 each need an offsets record
+continuity = ["orders", "payments"]
+
+[[reconcile]]
+name = "admitted-vs-outcomes"
+left = ["receipt.count"]
+right = ["summary.ingested", "summary.duplicates", "summary.quarantined"]
+"""
+
+EXAMPLE_FILES = {"base.toml": BASE_TOML, "nightly.toml": NIGHTLY_TOML}
+
+# (name, files, the files given on the command line in order, expected: "ok" or "usage-error")
+COMPOSE_CASES: list[tuple[str, dict[str, str], list[str], str]] = [
+    ("one file", {"minimal.toml": "min = { file = 1 }\n"}, ["minimal.toml"], "ok"),
+    ("a file and its include (the example policy)", EXAMPLE_FILES, ["nightly.toml"], "ok"),
+    ("a file given twice counts once", EXAMPLE_FILES, ["nightly.toml", "nightly.toml"], "ok"),
+    ("a file included by two others counts once",
+     {"a.toml": 'include = ["b.toml", "c.toml"]\nartifacts = ["x"]\n', "b.toml": 'include = ["d.toml"]\n',
+      "c.toml": 'include = ["d.toml"]\nmin = { file = 2 }\n', "d.toml": "min = { file = 1, log = 1 }\n"},
+     ["a.toml"], "ok"),
+    ("several files: min takes the maximum, artifacts and continuity are unions, topics agree",
+     {"x.toml": 'min = { receipt = 3 }\nartifacts = ["a", "b"]\ntopics = { orders = 3 }\ncontinuity = ["orders"]\n',
+      "y.toml": 'min = { receipt = 2, summary = 1 }\nartifacts = ["c", "b"]\ntopics = { orders = 3 }\n'
+                'continuity = ["*"]\n'},
+     ["x.toml", "y.toml"], "ok"),
+    ("a reconcile rule without a name is named after its terms",
+     {"r.toml": '[[reconcile]]\nleft = ["receipt.count"]\nright = ["offsets.span", "summary.late"]\n'},
+     ["r.toml"], "ok"),
+    ("empty policy", {"empty.toml": "# no rules\n"}, ["empty.toml"], "usage-error"),
+    ("empty after composition", {"inc.toml": 'include = ["empty.toml"]\n', "empty.toml": ""}, ["inc.toml"],
+     "usage-error"),
+    ("unknown rule", {"p.toml": "mins = { file = 1 }\n"}, ["p.toml"], "usage-error"),
+    ("min of 0", {"p.toml": "min = { file = 0 }\n"}, ["p.toml"], "usage-error"),
+    ("min of an unknown kind", {"p.toml": "min = { files = 1 }\n"}, ["p.toml"], "usage-error"),
+    ("min not an integer", {"p.toml": "min = { file = 1.0 }\n"}, ["p.toml"], "usage-error"),
+    ("min is a boolean", {"p.toml": "min = { file = true }\n"}, ["p.toml"], "usage-error"),
+    ("min not a table", {"p.toml": "min = 1\n"}, ["p.toml"], "usage-error"),
+    ("topics: 0 partitions", {"p.toml": "topics = { orders = 0 }\n"}, ["p.toml"], "usage-error"),
+    (f"topics: {MAX_PARTITIONS + 1} partitions", {"p.toml": f"topics = {{ orders = {MAX_PARTITIONS + 1} }}\n"},
+     ["p.toml"], "usage-error"),
+    ("topics: two files disagree", {"a.toml": "topics = { orders = 3 }\n", "b.toml": "topics = { orders = 4 }\n"},
+     ["a.toml", "b.toml"], "usage-error"),
+    ("reconcile: a term that is not summable",
+     {"p.toml": '[[reconcile]]\nleft = ["receipt.source"]\nright = ["offsets.span"]\n'}, ["p.toml"], "usage-error"),
+    ("reconcile: offsets.end is not summable (offsets.span is)",
+     {"p.toml": '[[reconcile]]\nleft = ["offsets.end"]\nright = ["receipt.count"]\n'}, ["p.toml"], "usage-error"),
+    ("reconcile: a term without a field",
+     {"p.toml": '[[reconcile]]\nleft = ["summary"]\nright = ["receipt.count"]\n'}, ["p.toml"], "usage-error"),
+    ("reconcile: an empty side", {"p.toml": '[[reconcile]]\nleft = []\nright = ["receipt.count"]\n'}, ["p.toml"],
+     "usage-error"),
+    ("reconcile: an unknown key",
+     {"p.toml": '[[reconcile]]\nleft = ["receipt.count"]\nright = ["offsets.span"]\nop = "le"\n'}, ["p.toml"],
+     "usage-error"),
+    ("reconcile: a table instead of an array of tables",
+     {"p.toml": '[reconcile]\nleft = ["receipt.count"]\nright = ["offsets.span"]\n'}, ["p.toml"], "usage-error"),
+    ("reconcile: an empty name",
+     {"p.toml": '[[reconcile]]\nname = ""\nleft = ["receipt.count"]\nright = ["offsets.span"]\n'}, ["p.toml"],
+     "usage-error"),
+    ("reconcile: one name in two files",
+     {"a.toml": 'include = ["b.toml"]\n[[reconcile]]\nname = "r"\nleft = ["receipt.count"]\nright = ["offsets.span"]\n',
+      "b.toml": '[[reconcile]]\nname = "r"\nleft = ["summary.ingested"]\nright = ["receipt.count"]\n'},
+     ["a.toml"], "usage-error"),
+    ("include cycle", {"a.toml": 'include = ["b.toml"]\nmin = { file = 1 }\n', "b.toml": 'include = ["a.toml"]\n'},
+     ["a.toml"], "usage-error"),
+    ("a file that includes itself", {"a.toml": 'include = ["a.toml"]\nmin = { file = 1 }\n'}, ["a.toml"],
+     "usage-error"),
+    ("include of a missing file", {"a.toml": 'include = ["gone.toml"]\nmin = { file = 1 }\n'}, ["a.toml"],
+     "usage-error"),
+    ("artifacts not an array", {"p.toml": 'artifacts = "ingest-worker"\n'}, ["p.toml"], "usage-error"),
+    ("artifacts with an empty name", {"p.toml": 'artifacts = [""]\n'}, ["p.toml"], "usage-error"),
+    ("continuity not an array", {"p.toml": "continuity = true\n"}, ["p.toml"], "usage-error"),
+    ("malformed TOML", {"p.toml": "min = {\n"}, ["p.toml"], "usage-error"),
+]
+
+
+def load_policy_files(files: dict[str, str], order: list[str]) -> Policy:
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in files.items():
+            (Path(d) / name).write_text(text, encoding="utf-8")
+        return load_policies([str(Path(d) / n) for n in order])
+
+
+def policy_json(p: Policy) -> Json:
+    data = p.encode()
+    return {"value": tv(p.to_value()), "hex": data.hex(), "digest": p.digest.hex(), "key": layout.policy_key(p.digest)}
+
+
+def run_item(name: str, kind: str, content: bytes) -> Json:
+    return {"name": name, "kind": kind, "content": content.decode("utf-8")}
+
+
+def gen_policies() -> tuple[Json, Policy]:
+    compose = []
+    example: Policy | None = None
+    for name, files, order, expect in COMPOSE_CASES:
+        case: Json = {"name": name, "files": files, "load": order, "expect": expect}
+        try:
+            p = load_policy_files(files, order)
+        except UsageError as exc:
+            assert expect == "usage-error", (name, exc)
+            case["reason"] = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
+        else:
+            assert expect == "ok", name
+            case.update(policy_json(p))
+            if order == ["nightly.toml"]:
+                example = p
+        compose.append(case)
+    assert example is not None
+    assert load_policy_files(EXAMPLE_FILES, ["nightly.toml", "nightly.toml"]).encode() == example.encode()
+
+    # Canonical documents a reader MUST refuse (Policy.from_bytes: DecodeError, a corrupt object).
+    base = example.to_value()
+
+    def doc(**changes: Any) -> bytes:
+        v = dict(base)
+        v.update(changes)
+        return encoding.encode(v)
+
+    rec0 = base["reconcile"][0]
+    invalid_docs: list[tuple[str, bytes, str]] = [
+        ("keys not in canonical order", encoding.pack_trusted(dict(reversed(list(base.items())))),
+         "the document is canonical bytes (spec/encoding.md)"),
+        ("empty policy", doc(min={}, artifacts=[], topics={}, reconcile=[], continuity=[]),
+         "an empty policy is an error, never a pass"),
+        ("min of 0", doc(min={"receipt": 0, "summary": 1}), "min counts are at least 1"),
+        ("unknown field", doc(version=2), "exactly the seven fields"),
+        ("missing field sources", encoding.encode({k: v for k, v in base.items() if k != "sources"}),
+         "exactly the seven fields"),
+        ("format ledger/2", doc(format="ledger/2"), "format is ledger/1"),
+        ("min of an unknown kind", doc(min={"receipts": 2}), "min keys are kinds"),
+        ("min is a bool", doc(min={"receipt": True}), "an int, never a bool"),
+        ("min above 2^63-1", doc(min={"receipt": 2**63}), "min counts are at most 2^63-1"),
+        ("topics: 0 partitions", doc(topics={"payments": 0}), "partition counts are in [1, 100000]"),
+        (f"topics: {MAX_PARTITIONS + 1} partitions", doc(topics={"payments": MAX_PARTITIONS + 1}),
+         "partition counts are in [1, 100000]"),
+        ("artifacts not sorted", doc(artifacts=["z-worker", "ingest-worker"]),
+         "canonical MessagePack, but not the canonical document: artifacts are sorted"),
+        ("continuity not sorted", doc(continuity=["payments", "orders"]), "continuity topics are sorted"),
+        ("artifacts: an empty name", doc(artifacts=[""]), "names are non-empty str"),
+        ("reconcile: a term that is not summable", doc(reconcile=[{**rec0, "left": ["offsets.end"]}]),
+         "terms are receipt.count, offsets.span or summary.<field>"),
+        ("reconcile: an empty side", doc(reconcile=[{**rec0, "right": []}]), "both sides are non-empty"),
+        ("reconcile: unknown field", doc(reconcile=[{**rec0, "op": "="}]), "exactly name, left and right"),
+        ("sources: an entry of 3 elements", doc(sources=[["nightly.toml", "00" * 32, "x"]]),
+         "each source is [name, hex digest]"),
+        ("min is an array", doc(min=[]), "min is a map"),
+    ]
+    out_invalid = []
+    for name, data, reason in invalid_docs:
+        try:
+            Policy.from_bytes(data)
+        except DecodeError:
+            out_invalid.append({"name": name, "hex": data.hex(), "reason": reason})
+            continue
+        raise AssertionError(f"policy vector {name!r}: accepted")
+
+    return {
+        "description": "Closure policies (spec/policy.md). context: the digest context of a sealed policy document. "
+                       "compose: policy files (TOML) loaded in the given order (includes relative to the including "
+                       "file), with the canonical document, its digest DK(context, bytes) and store key, or "
+                       "usage-error (exit 2). documents_invalid: documents a reader MUST refuse. evaluations: "
+                       "criteria evaluated over a run's items (content as UTF-8 text) and the anchors of earlier "
+                       "commits in chain order: every criterion [name, ok, detail] but content-present (detail is "
+                       "informative), and the replay anchors; or usage-error.",
+        "context": CTX_POLICY,
+        "max_partitions": MAX_PARTITIONS,
+        "compose": compose,
+        "documents_invalid": out_invalid,
+        "evaluations": gen_evaluations(example),
+    }, example
+
+
+def gen_evaluations(example: Policy) -> list[Json]:
+    items = policy_run_items()
+    earlier = [{"seq": 2, "run": "nightly-43", "anchors": [["vectors", "orders", 3, 0, 103],
+                                                           ["vectors", "orders", 11, 0, 111]]}]
+
+    def rec(kind: str, value: Any) -> tuple[str, str, bytes]:
+        content = kinds.canonical_json(value)
+        return kinds.default_name(kind, value, content_digest(content).hex()), kind, content
+
+    def replace(name: str, new: tuple[str, str, bytes] | None) -> list[tuple[str, str, bytes]]:
+        out = [x for x in items if x[0] != name] + ([new] if new is not None else [])
+        return sorted(out, key=lambda x: x[0].encode("utf-8"))
+
+    orders3 = "offsets/vectors/orders/3.json"
+    o3 = {"group": "vectors", "topic": "orders", "partition": 3}
+    no_field = Policy(min={"receipt": 1}, reconcile=(Reconcile("rejected", ("summary.rejected",), ("receipt.count",)),))
+    every = Policy(min={"file": 1}, continuity=("*",))
+    cases: list[tuple[str, Policy | None, list[tuple[str, str, bytes]], list[Json]]] = [
+        ("every criterion holds (the run of commits.json slot 3)", example, items, earlier),
+        ("built-in criteria only (no policy)", None, items, earlier),
+        ("continuity: a gap", example, replace(orders3, rec("offsets", {**o3, "start": 110, "end": 167})), earlier),
+        ("continuity: an overlap", example, replace(orders3, rec("offsets", {**o3, "start": 100, "end": 157})),
+         earlier),
+        ("continuity: the latest earlier commit with the stream counts", example, items,
+         [{"seq": 1, "run": "nightly-42", "anchors": [["vectors", "orders", 3, 0, 110]]}, *earlier]),
+        ("continuity: a later commit's smaller end still wins", example, items,
+         [*earlier, {"seq": 3, "run": "nightly-44x", "anchors": [["vectors", "orders", 3, 0, 90]]}]),
+        ("continuity: no earlier anchor starts a stream", every, items, []),
+        ("topics: a partition without an offsets record", example, replace("offsets/payments/1.json", None), earlier),
+        ("topics: a partition beyond the declared count", example,
+         replace("offsets/payments/2.json", rec("offsets", {"topic": "payments", "partition": 2, "start": 0,
+                                                            "end": 0})), earlier),
+        ("reconcile: off by one", example,
+         replace("summary/summary.json", rec("summary", {"ingested": 147, "duplicates": 6, "quarantined": 2})),
+         earlier),
+        ("reconcile and min: no summary record", example, replace("summary/summary.json", None), earlier),
+        ("records-valid: a receipt whose count is a string", example,
+         replace("receipts/kafka-orders.json", ("receipts/kafka-orders.json", "receipt",
+                                                b'{"count": "96", "source": "kafka-orders"}')), earlier),
+        ("records-valid: a typed item that is not JSON", example,
+         replace("decisions/release.json", ("decisions/release.json", "decision", b"release: publish\n")), earlier),
+        ("records-valid: a json item is not validated", example,
+         replace("notes.json", ("notes.json", "json", b"not json at all\n")), earlier),
+        ("records-valid: a record stored as any JSON text", example,
+         replace("artifacts/ingest-worker.json", ("artifacts/ingest-worker.json", "artifact",
+                                                  b'{ "version": "2026.11.3",\n  "name": "ingest-worker" }\n')),
+         earlier),
+        ("records-coherent: two ranges for one stream, two versions of one artifact", example,
+         sorted([*items, ("offsets/again.json", "offsets", kinds.canonical_json({**o3, "start": 103, "end": 160})),
+                 ("artifacts/old.json", "artifact", kinds.canonical_json({"name": "ingest-worker",
+                                                                          "version": "2026.10.1"}))],
+                key=lambda x: x[0].encode("utf-8")), earlier),
+        ("reconcile: a field no record of its kind has is an error", no_field, items, earlier),
+        ("reconcile: no record of a kind fails the criterion", no_field, replace("summary/summary.json", None),
+         earlier),
+        ("an empty run", None, [], []),
+    ]
+    out = []
+    for name, pol, its, prev in cases:
+        entries = [ItemEntry(n, k, len(c), content_digest(c)) for n, k, c in its]
+        content = {n: c for n, _, c in its}
+        ev = build_evidence(entries, lambda e, content=content: content[e.name])
+        previous = previous_ends([(p["seq"], p["run"], [kinds.Offsets(*a) for a in p["anchors"]]) for p in prev])
+        case: Json = {"name": name, "policy_hex": pol.encode().hex() if pol is not None else None,
+                      "items": [run_item(*x) for x in its], "earlier": prev}
+        try:
+            got = evaluate(pol, ev, previous)
+        except UsageError as exc:
+            case["expect"] = "usage-error"
+            case["reason"] = str(exc)
+        else:
+            case["expect"] = "ok"
+            case["criteria"] = [[c.name, c.ok, c.detail] for c in got]
+            case["anchors"] = [a.to_value() for a in anchors(ev)]
+        out.append(case)
+    return out
+
+
+# kinds.json --------------------------------------------------------------------------------------------------------
+
+# (kind, JSON input) of valid records; the stored form and the default name are the implementation's.
+VALID_RECORDS: list[tuple[str, str]] = [
+    ("offsets", '{"topic": "orders", "partition": 0, "start": 1200, "end": 1340}'),
+    ("offsets", '{"group": "nightly", "topic": "orders", "partition": 1, "start": 980, "end": 1110, "high": 1200}'),
+    ("offsets", '{"topic": "orders", "partition": 2, "start": 77, "end": 77}'),
+    ("offsets", '{"topic": "a.B_c-9", "partition": 2147483647, "start": 0, "end": 9223372036854775807, '
+                '"high": 9223372036854775807}'),
+    ("offsets", '{"topic": "' + "t" * 249 + '", "partition": 0, "start": 0, "end": 1}'),
+    ("offsets", '{"topic": "...", "partition": 0, "start": 0, "end": 1}'),
+    ("receipt", '{"source": "kafka-orders", "count": 270}'),
+    ("receipt", '{"source": "kafka-orders", "count": 0, "batch": "b-0007"}'),
+    ("receipt", '{"source": "kafka-orders", "count": 12, "topic": "orders", "partition": 3, "first": 100, '
+                '"last": 111}'),
+    ("receipt", '{"source": "kafka-orders", "count": 12, "partition": 3}'),
+    ("receipt", '{"source": "sftp", "count": 2, "first": "file-0001", "last": "file-0002", '
+                '"digest": "sha256:' + "0" * 64 + '"}'),
+    ("receipt", '{"source": "s3", "count": 1, "digest": "' + "ab" * 16 + '"}'),
+    ("receipt", '{"source": "s3", "count": 1, "digest": "b3:' + "cd" * 32 + '"}'),
+    ("receipt", '{"source": "s3", "count": 1, "digest": "md5:' + "ef" * 16 + '"}'),
+    ("summary", '{"ingested": 262, "duplicates": 5, "quarantined": 3}'),
+    ("summary", '{"name": "nightly", "ingested": 0}'),
+    ("summary", '{"late.events": 4}'),
+    ("artifact", '{"name": "ingest-worker", "version": "2026.11.3"}'),
+    ("artifact", '{"name": "dedup-model", "version": "v1.4.2 (retrained)", "digest": "sha512:' + "9" * 128 + '"}'),
+    ("decision", '{"name": "release", "outcome": "publish", "reason": "every criterion holds", "inputs": []}'),
+    ("decision", '{"name": "quarantine", "outcome": "hold", "inputs": ["b3:' + "12" * 32 + '", "sha1:'
+                 + "34" * 20 + '"]}'),
+    ("decision", '{"name": " leading space is kept", "outcome": "' + "x" * 1024 + '"}'),
+    ("json", '{"b": 1, "a": [true, null, "\\u00e9"]}'),
+    ("json", '[1, 2, 3]'),
+    ("json", '"just a string"'),
+    ("json", "0.5"),
+]
+
+# (kind, JSON input, the field the refusal names or None, why)
+INVALID_RECORDS: list[tuple[str, str, str | None, str]] = [
+    ("offsets", '{"topic": "orders", "partition": 0, "start": 1}', "end", "a required field is missing"),
+    ("offsets", '{"topic": "orders", "partition": 0, "start": 5, "end": 4}', "start",
+     "start after end (end is exclusive: the next offset to read)"),
+    ("offsets", '{"topic": "orders", "partition": 0, "start": 0, "end": 3.0}', "end",
+     "integers are JSON integers: 3.0 is a number with a fraction"),
+    ("offsets", '{"topic": "orders", "partition": 0, "start": 0, "end": 3e2}', "end", "no exponent either"),
+    ("offsets", '{"topic": "orders", "partition": true, "start": 0, "end": 3}', "partition",
+     "a boolean is not an integer"),
+    ("offsets", '{"topic": "orders", "partition": 2147483648, "start": 0, "end": 3}', "partition",
+     "partitions are below 2^31"),
+    ("offsets", '{"topic": "orders", "partition": 0, "start": -1, "end": 3}', "start", "offsets are non-negative"),
+    ("offsets", '{"topic": "orders", "partition": 0, "start": 0, "end": 9223372036854775808}', "end",
+     "offsets are below 2^63"),
+    ("offsets", '{"topic": "orders", "partition": 0, "start": 0, "end": 10, "high": 9}', "high",
+     "the high watermark is at least end"),
+    ("offsets", '{"topic": "orders", "partition": "0", "start": 0, "end": 3}', "partition",
+     "a string is not an integer"),
+    ("offsets", '{"topic": "", "partition": 0, "start": 0, "end": 3}', "topic", "empty text"),
+    ("offsets", '{"topic": ".", "partition": 0, "start": 0, "end": 3}', "topic", "'.' is not a topic name"),
+    ("offsets", '{"topic": "..", "partition": 0, "start": 0, "end": 3}', "topic", "'..' is not a topic name"),
+    ("offsets", '{"topic": "orders/eu", "partition": 0, "start": 0, "end": 3}', "topic",
+     "topic names are of A-Z a-z 0-9 . _ -"),
+    ("offsets", '{"topic": "' + "t" * 250 + '", "partition": 0, "start": 0, "end": 3}', "topic",
+     "topic names are at most 249 characters"),
+    ("offsets", '{"group": "", "topic": "orders", "partition": 0, "start": 0, "end": 3}', "group", "empty text"),
+    ("offsets", '{"group": "night\\u0007ly", "topic": "orders", "partition": 0, "start": 0, "end": 3}', "group",
+     "a control character"),
+    ("offsets", '{"topic": "orders", "partition": 0, "start": 0, "end": 3, "offset": 1}', "offset",
+     "unknown fields are refused"),
+    ("offsets", '"orders"', None, "a typed record is a JSON object"),
+    ("offsets", "null", None, "a typed record is a JSON object"),
+    ("receipt", '{"count": 3}', "source", "a required field is missing"),
+    ("receipt", '{"source": "kafka", "count": "10"}', "count", "a string is not an integer"),
+    ("receipt", '{"source": "kafka", "count": -1}', "count", "counts are non-negative"),
+    ("receipt", '{"source": "kafka", "cout": 10}', "count", "a typo: count is missing"),
+    ("receipt", '{"source": "kafka", "count": 10, "cout": 10}', "cout", "unknown fields are refused"),
+    ("receipt", '{"source": "   ", "count": 1}', "source", "text of whitespace only is empty"),
+    ("receipt", '{"source": "' + "s" * 1025 + '", "count": 1}', "source", "text is at most 1024 characters"),
+    ("receipt", '{"source": "kafka", "count": 1, "digest": "sha256:abc"}', "digest",
+     "a digest has 32 to 128 hex digits"),
+    ("receipt", '{"source": "kafka", "count": 1, "digest": "' + "AB" * 32 + '"}', "digest", "hex is lower case"),
+    ("receipt", '{"source": "kafka", "count": 1, "digest": "md5:' + "ab" * 32 + '"}', "digest",
+     "an md5 digest has 32 hex digits"),
+    ("receipt", '{"source": "kafka", "count": 1, "digest": "crc32:' + "ab" * 16 + '"}', "digest",
+     "unknown digest algorithm"),
+    ("receipt", '{"source": "kafka", "count": 1, "digest": "' + "a" * 33 + '"}', "digest",
+     "an even number of hex digits"),
+    ("receipt", '{"source": "kafka", "count": 1, "first": 1.5}', "first", "first is an integer or a string"),
+    ("receipt", '{"source": "kafka", "count": 1, "last": false}', "last", "a boolean is neither"),
+    ("receipt", '{"source": "kafka", "count": 1, "topic": "a b"}', "topic", "not a topic name"),
+    ("summary", "{}", None, "a summary needs at least one count"),
+    ("summary", '{"name": "nightly"}', None, "a summary needs at least one count"),
+    ("summary", '{"ingested": -1}', "ingested", "counts are non-negative"),
+    ("summary", '{"ingested": 1.0}', "ingested", "counts are integers"),
+    ("summary", '{"ingested": null}', "ingested", "counts are integers"),
+    ("summary", '{"name": 3, "ingested": 1}', "name", "name is text"),
+    ("summary", '{"' + "f" * 129 + '": 1}', "f" * 129, "field names are 1-128 characters"),
+    ("summary", '[{"ingested": 1}]', None, "one record is an object (an array is only taken apart by record)"),
+    ("artifact", '{"name": "ingest-worker"}', "version", "a required field is missing"),
+    ("artifact", '{"name": "ingest-worker", "version": "1\\t2"}', "version", "a control character"),
+    ("artifact", '{"name": "ingest-worker", "version": "1\\u0085"}', "version", "a C1 control character"),
+    ("artifact", '{"name": "ingest-worker", "version": "1", "digest": "b3:' + "a" * 63 + '"}', "digest",
+     "a b3 digest has 64 hex digits"),
+    ("artifact", '{"name": "ingest-worker", "version": "1", "sha": "abc"}', "sha", "unknown fields are refused"),
+    ("decision", '{"name": "release"}', "outcome", "a required field is missing"),
+    ("decision", '{"name": "release", "outcome": "publish", "inputs": "b3:' + "12" * 32 + '"}', "inputs",
+     "inputs is an array of digests"),
+    ("decision", '{"name": "release", "outcome": "publish", "inputs": ["b3:' + "12" * 32 + '", "x"]}', "inputs[1]",
+     "every input is a digest"),
+    ("decision", '{"name": "release", "outcome": "publish", "reason": ""}', "reason", "empty text"),
+]
+
+# (kind, the JSON text given to `ledger record`, number of records, or None when the call is refused)
+RECORD_INPUTS: list[tuple[str, str, int | None, str]] = [
+    ("offsets", '[{"topic": "orders", "partition": 0, "start": 0, "end": 5}, '
+                '{"topic": "orders", "partition": 1, "start": 0, "end": 7}]', 2, "a typed array: one item each"),
+    ("summary", '{"ingested": 3}', 1, "one object: one item"),
+    ("receipt", "[]", None, "an empty array holds no records"),
+    ("offsets", '[{"topic": "orders", "partition": 0, "start": 0, "end": 5}, '
+                '{"topic": "orders", "partition": 1, "start": 9, "end": 7}]', None,
+     "all or nothing: one invalid element refuses the call"),
+    ("json", "[1, 2, 3]", 1, "a json record is one value, arrays included"),
+    ("json", "{\"a\": NaN}", None, "NaN has no stored form"),
+    ("artifact", '{"name": "a", "version": "1"', None, "not valid JSON"),
+]
+
+
+def gen_kinds() -> Json:
+    valid = []
+    for kind, text in VALID_RECORDS:
+        value = kinds.validate(kind, json.loads(text), "vector record")
+        stored = kinds.canonical_json(value)
+        valid.append({"kind": kind, "json": text, "stored": stored.decode("utf-8"),
+                      "default_name": kinds.checked_default_name(kind, value, content_digest(stored).hex(),
+                                                                 "vector record")})
+    invalid = []
+    for kind, text, fld, reason in INVALID_RECORDS:
+        try:
+            kinds.load_record(kind, text.encode("utf-8"), "vector record")
+        except kinds.RecordError as exc:
+            msg = str(exc)
+            assert (f"field {fld!r}" in msg) if fld is not None else ("field '" not in msg), (text, msg)
+        else:
+            raise AssertionError(f"kinds vector {text!r}: accepted")
+        invalid.append({"kind": kind, "json": text, "field": fld, "reason": reason})
+    inputs = []
+    for kind, text, n, reason in RECORD_INPUTS:
+        try:
+            values = kinds.parse_records(text, kind, "vector record")
+            for v in values:
+                kinds.validate(kind, v, "vector record")
+                kinds.canonical_json(v)
+        except LedgerError:
+            assert n is None, text
+        else:
+            assert n == len(values), text
+        inputs.append({"kind": kind, "json": text, "records": n, "reason": reason})
+    return {
+        "description": "Typed evidence kinds (spec/kinds.md). valid: a JSON input that is a valid record of its "
+                       "kind, its stored form (canonical JSON) and the default item name `ledger record` gives it. "
+                       "invalid: inputs refused (exit 6), with the field the refusal names (null: the record as a "
+                       "whole). record_inputs: the JSON text of one `ledger record` call and how many items it "
+                       "records (null: refused, nothing recorded).",
+        "kinds": list(KINDS),
+        "typed_kinds": list(kinds.TYPED_KINDS),
+        "record_kinds": list(RECORD_KINDS),
+        "max_record_bytes": kinds.MAX_RECORD_BYTES,
+        "max_text": kinds.MAX_TEXT,
+        "digest_algorithms": {"b3": 64, "blake3": 64, "sha256": 64, "sha384": 96, "sha512": 128, "sha1": 40,
+                              "md5": 32},
+        "valid": valid,
+        "invalid": invalid,
+        "record_inputs": inputs,
     }
 
 
@@ -609,6 +1204,9 @@ def gen_objects() -> Json:
                     (PACK_ID, "ffeeddccbbaa99887766554433221100"))
     batch = Batch("nightly-42", (StagedItem(entry, PACK_ID), StagedItem(ItemEntry("big.bin", "artifact",
                                                                                  2 * 1024 * 1024, d2), None)))
+    waived = Batch("nightly-44", (StagedItem(ItemEntry("logs/build.log", "log", 13, d1), PACK_ID),),
+                   (POLICY_RUN_WAIVER, Waived("logs/build.log", 9, "Secret Keyword", "logs/build.log",
+                                              "a test fixture's password", 9)))
     cfg = StoreConfig()
     locked = StoreConfig(StoreLock("GOVERNANCE", 30))
     sealing = {"format": FORMAT, "run": "nightly-42", "time": TIME_0}
@@ -619,6 +1217,8 @@ def gen_objects() -> Json:
          "value": tv(encoding.decode(marker.encode())), "hex": marker.encode().hex()},
         {"type": "batch", "key": layout.batch_key("nightly-42", 0),
          "value": tv(encoding.decode(batch.encode())), "hex": batch.encode().hex()},
+        {"type": "batch", "name": "batch with waived secret findings", "key": layout.batch_key("nightly-44", 0),
+         "value": tv(encoding.decode(waived.encode())), "hex": waived.encode().hex()},
         {"type": "store config", "key": layout.CONFIG, "value": tv(encoding.decode(cfg.encode())),
          "hex": cfg.encode().hex()},
         {"type": "store config", "name": "store config with Object Lock", "key": layout.CONFIG,
@@ -654,6 +1254,14 @@ def gen_objects() -> Json:
          "hex": ev({"format": FORMAT, "items": [["a", "file", 1, d1]], "run": "r"})},
         {"type": "batch", "name": "pack id not hex", "hex": ev({"format": FORMAT, "items": [["a", "file", 1, d1,
                                                                                               "x" * 32]], "run": "r"})},
+        {"type": "batch", "name": "empty waivers (omitted when there are none)",
+         "hex": ev({**encoding.decode(batch.encode()), "waivers": []})},
+        {"type": "batch", "name": "waiver without its rule",
+         "hex": ev({**encoding.decode(waived.encode()),
+                    "waivers": [{k: v for k, v in POLICY_RUN_WAIVER.to_value().items() if k != "rule"}]})},
+        {"type": "batch", "name": "waiver rule line is a str",
+         "hex": ev({**encoding.decode(waived.encode()),
+                    "waivers": [{**POLICY_RUN_WAIVER.to_value(), "rule": {"item": "x", "line": "9", "reason": "r"}}]})},
         {"type": "store config", "name": "format ledger/2", "hex": ev({"format": "ledger/2"})},
         {"type": "store config", "name": "unknown field created", "hex": ev({"created": 0, "format": FORMAT})},
         {"type": "store config", "name": "lock of 0 days", "hex": ev({"format": FORMAT, "lock": {"days": 0,
@@ -729,8 +1337,9 @@ def gen_packs() -> Json:
 
 # store.json --------------------------------------------------------------------------------------------------------
 
-def gen_store() -> Json:
+def gen_store(policy: Policy) -> Json:
     d = content_digest(b"abc")
+    pdig = policy.digest
     root = typed_digest(CTX_NODE, b"example root")
     keys = [
         {"what": "store config", "key": layout.CONFIG},
@@ -744,11 +1353,13 @@ def gen_store() -> Json:
         {"what": "pack file", "pack_id": PACK_ID, "key": packs.pack_key(PACK_ID)},
         {"what": "pack index", "pack_id": PACK_ID, "key": packs.index_key(PACK_ID)},
         {"what": "loose object", "digest": d.hex(), "key": packs.loose_key(d)},
+        {"what": "sealed policy document", "policy": pdig.hex(), "key": layout.policy_key(pdig)},
     ]
     for k in keys:  # write-once keys: never changed or deleted, so written WORM under Object Lock
         k["write_once"] = layout.is_immutable(k["key"])
     return {
-        "description": "Store keys (spec/store.md).",
+        "description": "Store keys (spec/store.md); the sealed policy document is the example policy of "
+                       "policies.json.",
         "loose_min": packs.LOOSE_MIN,
         "max_pack_bytes": packs.MAX_PACK_BYTES,
         "slot_digits": layout.SLOT_DIGITS,
@@ -761,15 +1372,18 @@ def gen_store() -> Json:
 
 def generate() -> dict[str, bytes]:
     tree_v = gen_tree()
+    policies_v, example_policy = gen_policies()
     files: dict[str, Json] = {
         "encoding.json": gen_encoding(),
         "digests.json": gen_digests(),
         "merkle.json": gen_merkle(),
         "tree.json": tree_v,
-        "commits.json": gen_commits(tree_v),
+        "commits.json": gen_commits(tree_v, example_policy),
         "objects.json": gen_objects(),
         "packs.json": gen_packs(),
-        "store.json": gen_store(),
+        "store.json": gen_store(example_policy),
+        "kinds.json": gen_kinds(),
+        "policies.json": policies_v,
     }
     out = {}
     for name, doc in files.items():
