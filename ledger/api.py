@@ -27,6 +27,7 @@ from .names import check_name, check_run_id
 from .objects import ItemEntry, StoreConfig, StoreLock
 from .packs import ContentIndex
 from .policy import Policy, load_policies
+from .proofs import InclusionProof, prove
 from .storage import Store, as_s3, open_store
 from .verify import SealedRun, VerifyResult, open_sealed, verify
 
@@ -125,6 +126,17 @@ class Ledger:
                progress: Callable[[int, int], None] | None = None) -> VerifyResult:
         check_run_id(run)
         return verify(self.store, run, trusted, progress)
+
+    def prove(self, run: str, name: str) -> InclusionProof:
+        """An inclusion proof for item ``name`` of sealed ``run``: checkable offline with :func:`verify_proof`."""
+        check_run_id(run)
+        check_name(name, run)
+        require_store(self.store)
+        s = open_sealed(self.store, run)
+        try:
+            return prove(s.node, run, s.seq, s.commit, name)
+        finally:
+            s.index.close()
 
     def is_sealed(self, run: str) -> bool:
         return self.store.exists(marker_key(run)) or any(e.commit.body.run == run for e in iter_chain(self.store))

@@ -17,7 +17,7 @@ import click
 from . import __version__
 from .api import Ledger
 from .closure import Assessment, NotReady
-from .errors import LedgerError, UsageError
+from .errors import LedgerError, NotFound, StorageError, UsageError
 from .keys import generate_keyfile, load_public_key, load_signing_key
 from .names import KINDS, RECORD_KINDS
 from .objects import MAX_LOCK_DAYS, StoreLock
@@ -408,6 +408,76 @@ def log(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"#{e.seq:<5} {e.digest.hex()[:16]}  {_ts(b.time_ms)}  {b.count:>8} item(s)  {b.run}")
     if not entries:
         _err("the chain is empty")
+
+
+@main.command()
+@click.argument("run")
+@click.argument("name")
+@click.option("-o", "--output", "output", metavar="FILE", help="Write the proof to FILE [default: stdout].")
+@click.pass_context
+def prove(ctx: click.Context, run: str, name: str, output: str | None) -> None:
+    """Write an inclusion proof for item NAME of sealed RUN: the item's entry, its path up the evidence tree
+    (about log2(n) hashes) and the signed closure commit. `ledger verify-proof` checks it with no store and no
+    network; hand it to an auditor together with the item's content, or alone."""
+    p = _ledger(ctx).prove(run, name)
+    data = p.encode()
+    if output is None or output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        try:
+            with open(output, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise StorageError(f"{output}: cannot write ({exc.strerror})") from None
+    _err(f"run {run}: item {name}: proof of {len(data)} bytes ({p.hashes} hashes over {len(p.steps)} level(s)), "
+         f"commit b3:{p.commit.digest.hex()[:16]} (#{p.seq})" + (f" -> {output}" if output not in (None, "-")
+                                                                   else ""))
+
+
+@main.command("verify-proof")
+@click.argument("proof_file", metavar="FILE")
+@click.option("--trust", "trust", multiple=True, required=True, metavar="PUBFILE",
+              help="A public key the auditor trusts (repeatable).")
+@click.option("--content", "content", metavar="PATH", help="Also check that PATH holds the item's exact bytes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+def verify_proof_cmd(proof_file: str, trust: tuple[str, ...], content: str | None, as_json: bool) -> None:
+    """Check an inclusion proof offline: the item's path leads to the root of the signed closure commit, the
+    signature is by a --trust key, and (with --content) the bytes are the item's. Exit 0 only if all hold.
+
+    A proof shows the item was sealed in the run by that commit; it does not show the run's other items or the
+    commit's place in the chain (`ledger verify` checks a whole run)."""
+    from .digests import hash_file
+    from .proofs import InclusionProof, verify_proof
+
+    keys_ = [load_public_key(p) for p in trust]
+    try:
+        with (open(proof_file, "rb") if proof_file != "-" else sys.stdin.buffer) as f:  # noqa: SIM115
+            data = f.read(1 << 24)
+    except FileNotFoundError:
+        raise NotFound(f"{proof_file}: no such file") from None
+    except OSError as exc:
+        raise StorageError(f"{proof_file}: cannot read ({exc.strerror})") from None
+    p = InclusionProof.from_bytes(data, f"proof {proof_file}")
+    digest_size = None
+    if content is not None:
+        try:
+            digest_size = hash_file(content)
+        except FileNotFoundError:
+            raise NotFound(f"{content}: no such file") from None
+        except OSError as exc:
+            raise StorageError(f"{content}: cannot read ({exc.strerror})") from None
+    res = verify_proof(p, keys_, content_digest_size=digest_size)
+    if as_json:
+        _out(res.to_json())
+        return
+    click.echo(f"[ok  ] signature  commit b3:{res.commit.hex()[:16]} (#{res.seq}) signed by trusted key "
+               f"{res.key_id.hex()[:16]}")
+    click.echo(f"[ok  ] inclusion  item {res.item.name} ({res.item.kind}, {res.item.size} bytes, "
+               f"b3:{res.item.blake3.hex()[:16]}) is in run {res.run}'s sealed tree ({res.hashes} hashes)")
+    content_line = "the given file holds the item's bytes" if res.content_checked else "not checked (no --content)"
+    click.echo(f"[ok  ] content    {content_line}")
+    click.echo(f"proof verified: item {res.item.name} of run {res.run}")
 
 
 @main.command()

@@ -325,7 +325,11 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
             if won is not None:
                 raise _sealed_error(run, won.seq, won.digest) from None
             if fenced:
-                store.delete(sealing_key(run))  # a failed check leaves nothing behind, the fence included
+                _unfence(store, run)  # a failed check leaves nothing behind, the fence included
+            raise
+        except BaseException:
+            if fenced:
+                _unfence(store, run)  # e.g. the store failed while re-reading: leave the run open, never stuck
             raise
 
         del batches

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from .digests import Digest, content_digest, hash_stream
+from .digests import Digest, content_digest, new_content_hasher
 from .errors import Contention, LedgerError, NotFound, Refused, StorageError, UsageError
 from .kinds import (
     MAX_RECORD_BYTES,
@@ -39,7 +39,10 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]  # (items done, bytes done)
 _MAX_PENDING = 16  # large objects whose publication (fsync + link) may wait while the next files are copied
-_PROBE = 64 * 1024  # first read of every file: below malloc's mmap threshold, and most evidence files fit in it
+_SCAN_BATCH_BYTES = 4 << 20  # small items held (never stored) until their batch has been scanned for secrets
+_SCAN_BATCH_ITEMS = 4096
+_PROBE = 64 * 1024
+SCAN_CHUNK = 8 << 20  # first read of every file: below malloc's mmap threshold, and most evidence files fit in it
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,8 @@ class _Stager:
         self.store, self.run = store, run
         self.scanner = scanner  # None: no secret scanning (only internal callers that store no evidence)
         self.waivers: list[Waived] = []  # waived secret findings of the items this call binds
+        self._queue: list[tuple[str, str, bytes]] = []  # small items awaiting their batch's secret scan
+        self._queued = 0
         self._batches: dict[str, Batch] = {}
         self.existing = staged_items(store, run, self._batches)
         self.index = ContentIndex(store)
@@ -232,22 +237,55 @@ class _Stager:
         except SecretFound as exc:
             raise Refused(f"run {self.run}: {exc}") from None
 
-    def _scan_file(self, name: str, f: BinaryIO) -> list[Waived]:
-        if self.scanner is None:
-            return []
+    def _scan_file(self, name: str, f: BinaryIO, size: int) -> tuple[list[Waived], Digest, int]:
+        """Scan a large file for secrets, hashing the bytes scanned: whatever is stored afterwards must hash the
+        same, so a file that changes between the scan and the copy is refused rather than stored unscanned."""
         from .secrets import SecretFound
 
+        hasher = new_content_hasher(size)
+        scan = self.scanner.stream(name) if self.scanner is not None else None
+        total = 0
         try:
-            waived = [_waived(w) for w in self.scanner.check_file(name, f)]
+            while True:
+                chunk = f.read(SCAN_CHUNK)
+                if not chunk:
+                    break
+                hasher.update(chunk)
+                total += len(chunk)
+                if scan is not None:
+                    scan.update(chunk)
+            waived = [_waived(w) for w in scan.finish()] if scan is not None else []
         except SecretFound as exc:
             raise Refused(f"run {self.run}: {exc}") from None
         f.seek(0)
-        return waived
+        return waived, Digest(hasher.digest()), total
 
     def add_bytes(self, name: str, kind: str, data: bytes) -> None:
+        if kind in TYPED_KINDS and len(data) > MAX_RECORD_BYTES:
+            raise RecordError(f"run {self.run}: item {name}: {len(data)} bytes: larger than a {kind} record can be "
+                              f"({MAX_RECORD_BYTES} bytes)")
         if kind in TYPED_KINDS:
             load_record(kind, data, f"run {self.run}: item {name}")  # a typed item is a valid record of its kind
-        waived = self._scan(name, data)
+        if self.scanner is not None and len(data) < LOOSE_MIN:
+            # Small items are scanned in batches (one prefilter search over many joined by newlines), and stored
+            # only once their batch is found clean: nothing of them reaches the store before that.
+            self._queue.append((name, kind, data))
+            self._queued += len(data) + 1
+            if self._queued >= _SCAN_BATCH_BYTES or len(self._queue) >= _SCAN_BATCH_ITEMS:
+                self._flush_scans()
+            return
+        self._store_bytes(name, kind, data, self._scan(name, data))
+
+    def _flush_scans(self) -> None:
+        queue, self._queue, self._queued = self._queue, [], 0
+        if not queue:
+            return
+        assert self.scanner is not None
+        clean = self.scanner.clean(b"\n".join(d for _, _, d in queue))
+        for name, kind, data in queue:
+            self._store_bytes(name, kind, data, [] if clean else self._scan(name, data))
+
+    def _store_bytes(self, name: str, kind: str, data: bytes, waived: list[Waived]) -> None:
         digest = content_digest(data)
         if len(data) >= LOOSE_MIN:
             self._put_loose_bytes(digest, data)
@@ -294,21 +332,24 @@ class _Stager:
                         self.add_bytes(name, kind, data)
                         return len(data)
                     f.seek(0)
-                waived = self._scan_file(name, f)
-                return self._stream_loose(name, kind, f, size, waived)
+                waived, digest, scanned = self._scan_file(name, f, size)
+                return self._stream_loose(name, kind, f, size, waived, (digest, scanned))
         except OSError as exc:
             raise StorageError(f"{path}: cannot read ({exc.strerror})") from None
         finally:
             os.close(fd)
 
-    def _stream_loose(self, name: str, kind: str, f: BinaryIO, size: int, waived: Sequence[Waived] = ()) -> int:
+    def _stream_loose(self, name: str, kind: str, f: BinaryIO, size: int, waived: Sequence[Waived],
+                      scanned: tuple[Digest, int]) -> int:
         """Copy a large file into the store once, hashing the bytes as they are written (never whole in memory)."""
         if self.store.remote:
-            return self._send_loose(name, kind, f, size, waived)
+            return self._send_loose(name, kind, f, size, waived, scanned)
         up = self.store.upload()
         try:
             raw, total = up.copy_from(f, size)  # the store hashes exactly what it stored
             digest = Digest(raw)
+            if (digest, total) != scanned:
+                raise StorageError(f"run {self.run}: item {name}: the file changed while it was being added")
             # Bind first: a name already bound to other content is refused before the object is published.
             self._bind(ItemEntry(name, kind, total, digest), None, waived)
         except BaseException:
@@ -328,10 +369,12 @@ class _Stager:
         if len(self._pending) > _MAX_PENDING:
             self._pending.pop(0)[1].result()
 
-    def _send_loose(self, name: str, kind: str, f: BinaryIO, size: int, waived: Sequence[Waived] = ()) -> int:
-        """Remote stores: hash first (reading a local file is far cheaper than sending it), send only content the
-        store does not hold yet, and hash again what is sent, so a file that changes meanwhile is caught."""
-        digest, total = hash_stream(f, size)
+    def _send_loose(self, name: str, kind: str, f: BinaryIO, size: int, waived: Sequence[Waived],
+                    scanned: tuple[Digest, int]) -> int:
+        """Remote stores: the scan pass hashed the file (reading a local file is far cheaper than sending it), send
+        only content the store does not hold yet, and hash again what is sent, so a file that changes meanwhile is
+        caught."""
+        digest, total = scanned
         self._bind(ItemEntry(name, kind, total, digest), None, waived)
         key = loose_key(digest)
         if self.store.exists(key):
@@ -368,6 +411,7 @@ class _Stager:
 
     def commit(self) -> None:
         """Publish packs, then the batch; then make sure no seal started meanwhile that may have missed it."""
+        self._flush_scans()
         self._publish_pending()
         opening = not self.items and not self.existing and not staged_batch_keys(self.store, self.run)
         if not self.items and not opening:

@@ -210,8 +210,6 @@ def _load(path: str, acc: _Acc, stack: tuple[str, ...]) -> None:
     for key in doc:
         if key not in RULES:
             raise UsageError(f"{where}: unknown rule {key!r} (known: {', '.join(RULES)})")
-    if not any(doc.get(k) for k in RULES):  # each file on its own: a truncated file must not pass silently
-        raise UsageError(f"{where}: declares no criteria; an empty policy is an error, never a pass")
     for inc in _str_list(doc.get("include", []), where, "include"):
         _load(os.path.join(os.path.dirname(path), inc), acc, (*stack, real))
     mins = _table(doc.get("min", {}), where, "min")
@@ -252,6 +250,8 @@ def _load(path: str, acc: _Acc, stack: tuple[str, ...]) -> None:
             raise UsageError(f"{rw}: a reconcile rule named {name!r} already exists")
         acc.reconcile.append(rec)
     acc.continuity.update(_str_list(doc.get("continuity", []), where, "continuity"))
+    if not any(doc.get(k) for k in RULES):  # each file on its own: a truncated file must not pass silently
+        raise UsageError(f"{where}: declares no criteria; an empty policy is an error, never a pass")
 
 
 def _table(v: Any, where: str, rule: str) -> dict[str, Any]:
@@ -263,9 +263,18 @@ def _table(v: Any, where: str, rule: str) -> dict[str, Any]:
 def _names(values: list[str], where: str, rule: str) -> list[str]:
     """Names that end up in criteria and error lines: printable text, so no policy can forge an output line."""
     for v in values:
-        if len(v) > 1024 or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in v) or not v.isprintable():
+        if len(v) > 1024 or any(c in _UNPRINTABLE or 0xD800 <= ord(c) <= 0xDFFF for c in v):
             raise UsageError(f"{where}: rule {rule}: {v[:40]!r} is not a printable name")
     return values
+
+
+# A fixed set, so that whether a sealed policy's names are acceptable never depends on the verifier's Unicode
+# version: C0 and C1 controls, DEL, and the characters that break or hide a line (NEL is a C1 control).
+_UNPRINTABLE = frozenset(
+    [chr(c) for c in range(0x20)] + [chr(c) for c in range(0x7F, 0xA0)]
+    + ["\u00a0", "\u1680", "\u180e", "\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u2028", "\u2029",
+       "\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2060", "\u2066", "\u2067", "\u2068", "\u2069",
+       "\ufeff"] + [chr(c) for c in range(0x2000, 0x200B)] + ["\u202f", "\u205f", "\u3000"])
 
 
 def _str_list(v: Any, where: str, rule: str) -> list[str]:

@@ -284,8 +284,18 @@ def _ci_words(*words: str) -> str:
 _HEX = "0-9A-Fa-f"
 _B64 = r"A-Za-z0-9+/\\_=\-"  # detect-secrets' base64 charset: letters, digits, + / \ - _ =  (yes, a backslash)
 _B64_NOT_HEX = r"G-Zg-z+/\\_=\-"
-_NOT_HEX_DIGEST = "|".join(f"[{_HEX}]{{{a},{b}}}" for a, b in
-                           ((9, 31), (33, 39), (41, 55), (57, 63), (65, 95), (97, 127)))
+
+
+def _hex_not_digest() -> str:
+    """[0-9A-Fa-f]{n} for every n >= 9 except the digest lengths."""
+    alts, lo = [], 9
+    for n in sorted(DIGEST_HEX_LENGTHS):
+        if lo < n:
+            alts.append(f"[{_HEX}]{{{lo},{n - 1}}}")
+        lo = n + 1
+    return "|".join([*alts, f"[{_HEX}]{{{lo},}}"])
+
+
 _UNI = r"\x80-\xff"  # the bytes of any non-ASCII character (a Unicode digit, space, letter)
 _B64_CHARS = string.ascii_letters + string.digits + "+/\\_=-"
 
@@ -366,7 +376,7 @@ _GROUPS: tuple[tuple[str, str], ...] = (
     ("twilio", "(?:AC|SK)[a-z0-9]{32}"),
     # HexHighEntropyString: (['"])([0-9a-fA-F]+)\1 with entropy > 3.0, which needs >= 9 characters (entropy is at
     # most log2(length)). Lengths 32/40/56/64/96/128 are digests and exempt, so they are no candidates here.
-    ("hex", f"[\"'](?:{_NOT_HEX_DIGEST}|[{_HEX}]{{129,}})[\"']"),
+    ("hex", f"[\"'](?:{_hex_not_digest()})[\"']"),
     # Base64HighEntropyString: (['"])([base64 charset]+)\1 with entropy > 4.5: >= 23 characters, and at least one
     # of them not a hex digit (22 symbols give at most log2(22) = 4.46). Spelt out by the position k of the first
     # non-hex character, so an all-hex digest in quotes is no candidate; and an SRI hash (sha512-...) is none
@@ -619,6 +629,12 @@ class Scanner:
 
     def stream(self, item: str) -> ItemScan:
         return ItemScan(item, self.allow)
+
+    def clean(self, data: bytes) -> bool:
+        """True when no line of ``data`` can hold a finding: the prefilter, a superset of every detector, matches
+        nothing. Its patterns never span a newline and anchor on line starts (``(?m:^)``), so many small items
+        joined by newlines are judged in one search, as each would be alone."""
+        return bool(_prefilter().search(data) is None)
 
     def check_bytes(self, item: str, data: bytes) -> list[Waiver]:
         """The waived findings of ``data``; raises :class:`SecretFound` on an un-waived one."""

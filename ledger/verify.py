@@ -411,8 +411,11 @@ def _check_criteria(store: Store, body: CommitBody, ev: Evidence, earlier: list[
                 raise CheckFailed(f"criterion {c.name}: sealed as {'holding' if s[1] else 'failing'}, re-evaluates "
                                   f"as {'holding' if c.ok else 'failing'} ({c.detail})")
         missing = [n for n in sealed_names if n not in {c.name for c in got}]
-        raise CheckFailed(f"criterion {missing[0] if missing else '?'}: recorded in the commit but not evaluated "
-                          "by the sealed policy")
+        if missing:
+            raise CheckFailed(f"criterion {missing[0]}: recorded in the commit but not evaluated by the sealed "
+                              "policy")
+        raise CheckFailed(f"the commit records criteria {[n for n, _ in want]}, re-evaluation gives "
+                          f"{[n for n, _ in have]} (order or repetition differs)")
     failing = [c for c in got if not c.ok]
     if failing:
         raise CheckFailed(f"criterion {failing[0].name} does not hold ({failing[0].detail}), yet the run is sealed")
