@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .chain import ChainEntry, find_commit, iter_chain
-from .closure import Assessment, SealResult, check, require_store, seal
+from .chain import ChainEntry, ChainView, find_commit, iter_chain
+from .chainproofs import Checkpoint, ConsistencyProof, checkpoint, prove_consistency
+from .closure import Assessment, SealResult, check, earlier_anchors, require_store, seal
 from .errors import CheckFailed, Contention, ForeignObject, NotFound, UsageError
 from .evidence import AddResult, add_paths, apply_lock, record, staged_items
 from .keys import PublicKey, SigningKey
@@ -45,6 +46,29 @@ def _policy(policy: Policy | Sequence[str] | None) -> Policy | None:
     if policy is None or isinstance(policy, Policy):
         return policy
     return load_policies(list(policy)) if policy else None
+
+
+@dataclass(frozen=True)
+class ReplayAnchor:
+    """One sealed offsets range and how it joins the previous sealed range of the same stream."""
+
+    group: str
+    topic: str
+    partition: int
+    start: int
+    end: int
+    seq: int
+    commit: bytes
+    joins: str  # first | contiguous | gap | overlap
+    range: tuple[int, int] | None  # the gap or overlap, half-open
+    previous: tuple[str, int, int] | None  # (run, seq, end) of the previous sealed range
+
+    def to_json(self) -> dict[str, object]:
+        return {"group": self.group or None, "topic": self.topic, "partition": self.partition, "start": self.start,
+                "end": self.end, "offsets": self.end - self.start, "commit": self.commit.hex(), "seq": self.seq,
+                "joins": self.joins, "range": list(self.range) if self.range else None,
+                "previous": None if self.previous is None else {"run": self.previous[0], "seq": self.previous[1],
+                                                                "end": self.previous[2]}}
 
 
 @dataclass(frozen=True)
@@ -137,6 +161,40 @@ class Ledger:
             return prove(s.node, run, s.seq, s.commit, name)
         finally:
             s.index.close()
+
+    def replay(self, run: str) -> list[ReplayAnchor]:
+        """The sealed run's replay anchors, each with how it joins the previous sealed run of its stream."""
+        check_run_id(run)
+        require_store(self.store)
+        s = open_sealed(self.store, run)
+        s.index.close()
+        view = ChainView(self.store)
+        view.refresh()
+        ends = earlier_anchors(view.entries[: s.seq])
+        out = []
+        for g, t, p, start, end in s.commit.body.anchors:
+            prev = ends.get((g, t, p))
+            if prev is None:
+                joins, rng = "first", None
+            elif start == prev.end:
+                joins, rng = "contiguous", None
+            elif start > prev.end:
+                joins, rng = "gap", (prev.end, start)
+            else:
+                joins, rng = "overlap", (start, min(prev.end, end))
+            out.append(ReplayAnchor(g, t, p, start, end, s.seq, s.commit.digest, joins, rng,
+                                    None if prev is None else (prev.run, prev.seq, prev.end)))
+        return out
+
+    def checkpoint(self) -> Checkpoint:
+        """The signed head of the chain (the newest commit, which signs the log of every commit before it)."""
+        require_store(self.store)
+        return checkpoint(self.store)
+
+    def consistency(self, old: Checkpoint) -> ConsistencyProof:
+        """A proof that the current head only appended to ``old`` (an earlier checkpoint the auditor kept)."""
+        require_store(self.store)
+        return prove_consistency(self.store, old.commit)
 
     def is_sealed(self, run: str) -> bool:
         return self.store.exists(marker_key(run)) or any(e.commit.body.run == run for e in iter_chain(self.store))

@@ -421,15 +421,7 @@ def prove(ctx: click.Context, run: str, name: str, output: str | None) -> None:
     network; hand it to an auditor together with the item's content, or alone."""
     p = _ledger(ctx).prove(run, name)
     data = p.encode()
-    if output is None or output == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    else:
-        try:
-            with open(output, "wb") as f:
-                f.write(data)
-        except OSError as exc:
-            raise StorageError(f"{output}: cannot write ({exc.strerror})") from None
+    _write_output(output, data)
     _err(f"run {run}: item {name}: proof of {len(data)} bytes ({p.hashes} hashes over {len(p.steps)} level(s)), "
          f"commit b3:{p.commit.digest.hex()[:16]} (#{p.seq})" + (f" -> {output}" if output not in (None, "-")
                                                                    else ""))
@@ -451,14 +443,7 @@ def verify_proof_cmd(proof_file: str, trust: tuple[str, ...], content: str | Non
     from .proofs import InclusionProof, verify_proof
 
     keys_ = [load_public_key(p) for p in trust]
-    try:
-        with (open(proof_file, "rb") if proof_file != "-" else sys.stdin.buffer) as f:  # noqa: SIM115
-            data = f.read(1 << 24)
-    except FileNotFoundError:
-        raise NotFound(f"{proof_file}: no such file") from None
-    except OSError as exc:
-        raise StorageError(f"{proof_file}: cannot read ({exc.strerror})") from None
-    p = InclusionProof.from_bytes(data, f"proof {proof_file}")
+    p = InclusionProof.from_bytes(_read_input(proof_file, "proof"), f"proof {proof_file}")
     digest_size = None
     if content is not None:
         try:
@@ -478,6 +463,108 @@ def verify_proof_cmd(proof_file: str, trust: tuple[str, ...], content: str | Non
     content_line = "the given file holds the item's bytes" if res.content_checked else "not checked (no --content)"
     click.echo(f"[ok  ] content    {content_line}")
     click.echo(f"proof verified: item {res.item.name} of run {res.run}")
+
+
+def _read_input(path: str, what: str) -> bytes:
+    try:
+        with (open(path, "rb") if path != "-" else sys.stdin.buffer) as f:  # noqa: SIM115
+            return f.read(1 << 24)
+    except FileNotFoundError:
+        raise NotFound(f"{what} {path}: no such file") from None
+    except OSError as exc:
+        raise StorageError(f"{what} {path}: cannot read ({exc.strerror})") from None
+
+
+def _write_output(path: str | None, data: bytes) -> None:
+    if path is None or path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+@main.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print the anchors as one JSON document.")
+@click.pass_context
+def replay(ctx: click.Context, run: str, as_json: bool) -> None:
+    """The replay anchors sealed with RUN: the exact offset range [start, end) per consumer group, topic and
+    partition, the commit it comes from, and how it joins the previous sealed run of the same stream
+    (first, contiguous, gap or overlap, with the exact range)."""
+    rows = _ledger(ctx).replay(run)
+    if as_json:
+        _out({"run": run, "anchors": [r.to_json() for r in rows]})
+        return
+    if not rows:
+        _err(f"run {run}: no offsets evidence, so no replay anchors")
+        return
+    for r in rows:
+        where = f"{(r.group + ' ') if r.group else ''}{r.topic}[{r.partition}]"
+        joins = r.joins if r.range is None else f"{r.joins} [{r.range[0]}, {r.range[1]})"
+        prev = f" after run {r.previous[0]} (#{r.previous[1]})" if r.previous else ""
+        click.echo(f"{where:<28} [{r.start}, {r.end})  {r.end - r.start:>10} offset(s)  {joins}{prev}")
+    _err(f"run {run}: {len(rows)} anchor(s) from commit b3:{rows[0].commit.hex()[:16]} (#{rows[0].seq})")
+
+
+@main.command("checkpoint")
+@click.option("-o", "--output", "output", metavar="FILE", help="Also write the signed checkpoint to FILE.")
+@click.option("--json", "as_json", is_flag=True, help="Print the head as JSON.")
+@click.pass_context
+def checkpoint_cmd(ctx: click.Context, output: str | None, as_json: bool) -> None:
+    """The chain's signed head: the newest closure commit, whose signature covers the Merkle log of every commit
+    before it. Keep the file (-o): later, `ledger consistency FILE` proves the chain only grew since."""
+    lg = _ledger(ctx)
+    cp = lg.checkpoint()
+    if output is not None:
+        _write_output(output, cp.encode())
+    b = cp.commit.body
+    if as_json:
+        _out({"size": cp.size, "seq": b.seq, "commit": cp.commit.digest.hex(), "run": b.run,
+              "log": {"size": b.log_size, "root": b.log_root.hex()}, "key_id": b.key.hex()})
+    else:
+        click.echo(cp.text(f"ledger/1 {lg.store.url}"), nl=False)
+
+
+@main.command("consistency")
+@click.argument("old", metavar="CHECKPOINT")
+@click.option("-o", "--output", "output", metavar="FILE", help="Write the proof to FILE [default: stdout].")
+@click.pass_context
+def consistency_cmd(ctx: click.Context, old: str, output: str | None) -> None:
+    """Prove that the chain's current head only appended to an older signed head (a file from `ledger
+    checkpoint -o`): O(log n) hashes, checked offline by `ledger verify-consistency`."""
+    from .chainproofs import Checkpoint
+
+    cp = Checkpoint.from_bytes(_read_input(old, "checkpoint"), f"checkpoint {old}")
+    p = _ledger(ctx).consistency(cp)
+    _write_output(output, p.encode())
+    _err(f"consistency of #{p.old.body.seq} -> #{p.new.body.seq}: "
+         f"{len(p.consistency) + len(p.inclusion)} hashes" + (f" -> {output}" if output not in (None, "-") else ""))
+
+
+@main.command("verify-consistency")
+@click.argument("proof_file", metavar="FILE")
+@click.option("--trust", "trust", multiple=True, required=True, metavar="PUBFILE",
+              help="A public key the auditor trusts (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+def verify_consistency_cmd(proof_file: str, trust: tuple[str, ...], as_json: bool) -> None:
+    """Check offline that the newer signed head in FILE only appended to the older one: both signatures by
+    --trust keys, the old commit log a prefix of the new one, the old commit itself in the new log."""
+    from .chainproofs import ConsistencyProof, verify_consistency_proof
+
+    keys_ = [load_public_key(p) for p in trust]
+    p = ConsistencyProof.from_bytes(_read_input(proof_file, "proof"), f"proof {proof_file}")
+    res = verify_consistency_proof(p, keys_)
+    if as_json:
+        _out(res.to_json())
+        return
+    click.echo(f"[ok  ] signatures   old head #{res.old_seq} b3:{res.old.hex()[:16]}, new head #{res.new_seq} "
+               f"b3:{res.new.hex()[:16]}")
+    click.echo(f"[ok  ] append-only  the new head's log extends the old one ({res.hashes} hashes)")
+    click.echo(f"consistent: #{res.old_seq} -> #{res.new_seq}")
 
 
 @main.command()
