@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from .chain import ChainEntry, ChainView, find_commit, iter_chain
 from .chainproofs import Checkpoint, ConsistencyProof, checkpoint, prove_consistency
 from .closure import Assessment, SealResult, check, earlier_anchors, require_store, seal
-from .errors import CheckFailed, Contention, ForeignObject, NotFound, UsageError
+from .errors import CheckFailed, Contention, ForeignObject, NotFound, StorageError, UsageError
 from .evidence import AddResult, add_paths, apply_lock, record, staged_items
 from .keys import PublicKey, SigningKey
 from .layout import CONFIG, marker_key, sealing_key
@@ -195,6 +196,27 @@ class Ledger:
         """A proof that the current head only appended to ``old`` (an earlier checkpoint the auditor kept)."""
         require_store(self.store)
         return prove_consistency(self.store, old.commit)
+
+    def export(self, run: str, path: str, content: bool = True) -> dict[str, int]:
+        """Write a bundle of sealed ``run`` to ``path`` (atomically: a failed export leaves no file that could pass
+        for a bundle)."""
+        from .bundle import export
+
+        check_run_id(run)
+        require_store(self.store)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                counts = export(self.store, run, f, content)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot write the bundle ({exc.strerror})") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return counts
 
     def is_sealed(self, run: str) -> bool:
         return self.store.exists(marker_key(run)) or any(e.commit.body.run == run for e in iter_chain(self.store))

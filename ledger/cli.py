@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -299,23 +300,37 @@ def seal(ctx: click.Context, run: str, keyfile: str, policies: tuple[str, ...], 
 @click.argument("run")
 @click.option("--trust", "trust", multiple=True, required=True, metavar="PUBFILE",
               help="A public key the auditor trusts (repeatable). Keys in the store are never trusted.")
-@click.option("--bundle", metavar="PATH", help="Verify an exported bundle instead of the store (not yet available).")
+@click.option("--bundle", metavar="PATH", help="Verify an exported bundle (ledger export) instead of the store: "
+                                              "no store is needed at all.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as one JSON document.")
 @click.pass_context
 def verify(ctx: click.Context, run: str, trust: tuple[str, ...], bundle: str | None, as_json: bool) -> None:
     """Verify sealed RUN completely: commit, signature (against --trust keys only), every item's content,
     the tree root, every chain link back to the genesis, and the completion marker. Exit 0 only if all hold."""
-    if bundle is not None:
-        raise UsageError("--bundle: bundles are not supported by this version yet")
     keys_ = [load_public_key(p) for p in trust]
-    res = _ledger(ctx).verify(run, keys_, _progress_counter("verifying"))
+    if bundle is not None:
+        from .bundle import BundleStore
+        from .names import check_run_id
+        from .verify import verify as verify_store
+
+        check_run_id(run)
+        bs = BundleStore(bundle)
+        try:
+            if bs.run != run:
+                raise NotFound(f"bundle {bundle}: holds run {bs.run}, not {run}")
+            res = verify_store(bs, run, keys_, _progress_counter("verifying"), content=bs.content)
+        finally:
+            bs.close()
+    else:
+        res = _ledger(ctx).verify(run, keys_, _progress_counter("verifying"))
     if as_json:
         _out(res.to_json())
     else:
         for c in res.checks:
             mark = "ok  " if c.ok else "FAIL"
             click.echo(f"[{mark}] {c.name:<9} {c.detail}")
-        click.echo(f"run {run}: {'verified' if res.ok else 'NOT verified'}")
+        unchecked = "" if res.content_checked else " (content NOT checked: metadata-only bundle)"
+        click.echo(f"run {run}: {'verified' if res.ok else 'NOT verified'}{unchecked}")
     if not res.ok:
         fail = res.first_failure
         if fail is not None and not as_json:
@@ -485,6 +500,26 @@ def _write_output(path: str | None, data: bytes) -> None:
             f.write(data)
     except OSError as exc:
         raise StorageError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+@main.command("export")
+@click.argument("run")
+@click.option("-o", "--output", "output", required=True, metavar="PATH", help="The bundle file to write.")
+@click.option("--no-content", is_flag=True, help="Leave the items' content out (metadata-only bundle: tree, commits, "
+                                                 "criteria and typed records; verify says content was not checked).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def export_cmd(ctx: click.Context, run: str, output: str, no_content: bool, as_json: bool) -> None:
+    """Write one file holding everything `ledger verify RUN --bundle PATH --trust KEY` needs, with no store at all:
+    the run's objects, its commit, every chain link back to the genesis, the sealed policy. Keys are named by id
+    only; trust stays with the auditor's --trust list."""
+    counts = _ledger(ctx).export(run, output, content=not no_content)
+    size = os.path.getsize(output)
+    if as_json:
+        _out({"run": run, "bundle": output, "bytes": size, "content": not no_content, **counts})
+    else:
+        click.echo(f"run {run}: bundle {output}: {counts['objects']} objects, {counts['items']} item(s), "
+                   f"{size} bytes" + ("; metadata only (no content)" if no_content else ""))
 
 
 @main.command()

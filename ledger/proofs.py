@@ -134,12 +134,15 @@ def root_from_proof(p: InclusionProof) -> Digest:
     for k, s in enumerate(p.steps):
         if s.level != k:
             raise ProofError(f"step {k}: level {s.level}, expected {k}")
+        if (k == 0) != (s.last is None):
+            raise ProofError(f"step {k}: 'last' is given for, and only for, levels above 0")
         if k == 0:
             if s.count != s.size:
                 raise ProofError(f"step 0: a level-0 node of {s.size} entries holds {s.size} items, not {s.count}")
             leaf = TREE_HASHER.leaf(p.item.encode())
         else:
-            assert prev_id is not None and s.last is not None
+            if prev_id is None or s.last is None:  # (unreachable after the check above; kept for type narrowing)
+                raise ProofError(f"step {k}: malformed")
             if s.count < prev_count:
                 raise ProofError(f"step {k}: node holds {s.count} items, fewer than its child's {prev_count}")
             if p.item.name.encode("utf-8") > s.last.encode("utf-8"):

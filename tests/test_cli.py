@@ -784,4 +784,3 @@ def test_usage_errors_are_one_line(cli: Cli) -> None:
     cli.fail(2, "verify", "r1")  # --trust is required
     cli.fail(2, "nosuchcommand")
     cli.fail(2, "ls", "r1", "--bogus-option")
-    cli.fail(2, "verify", "r1", "--trust", cli.pub, "--bundle", "x")
