@@ -22,7 +22,7 @@ from .closure import existing_node_packs
 from .digests import FORMAT
 from .errors import DecodeError, NotFound, StorageError
 from .kinds import TYPED_KINDS
-from .layout import CONFIG, marker_key, policy_key, slot_key
+from .layout import CONFIG, is_immutable, marker_key, policy_key, slot_key
 from .packs import index_key, loose_key, pack_key
 from .storage import Store, Upload
 from .storage.base import check_key
@@ -138,6 +138,9 @@ class BundleStore(Store):
                 check_key(key)
             except StorageError:
                 raise DecodeError(f"bundle {path}: invalid key {key!r}") from None
+            if not is_immutable(key) or (key.startswith("runs/") and key != marker_key(self.run)):
+                raise DecodeError(f"bundle {path}: unexpected entry {key!r} (a bundle holds only a sealed run's "
+                                  "objects)")
             if key <= prev or start != off or n < 0:
                 raise DecodeError(f"bundle {path}: objects not in order, overlapping or with gaps at {key!r}")
             prev, off = key, start + n

@@ -122,3 +122,32 @@ def test_bundle_bad_input(sealed: Cli) -> None:
     assert not (c.tmp / "x.bundle").exists()
     assert_error(c("export", "r1", "-o", c.tmp / "no-dir" / "x.bundle"), 5)
     assert not list((c.tmp).glob("**/x.bundle*")), "a failed export left a file behind"
+
+
+def test_unknown_entries_are_refused(sealed: Cli) -> None:
+    """A bundle holds a sealed run's objects and nothing else: a staged batch, a fence or another run's marker
+    smuggled into an otherwise valid bundle is refused."""
+    from ledger import encoding
+    from ledger.bundle import MAGIC, _HEAD
+
+    c = sealed
+    out = c.tmp / "r1.bundle"
+    c.ok("export", "r1", "-o", out)
+    good = out.read_bytes()
+    hlen = _HEAD.unpack(good[:_HEAD.size])[1]
+    header = encoding.decode(good[_HEAD.size:_HEAD.size + hlen])
+    body = good[_HEAD.size + hlen:]
+    for key in ("runs/r1/staged/00000000000000000000.batch", "runs/r1/sealing", "runs/r0/sealed", "notes.txt"):
+        objs = sorted(header["objects"] + [[key, len(body), 1]])
+        off = 0
+        fixed = []
+        for k, _, n in objs:
+            fixed.append([k, off, n])
+            off += n
+        blobs = {k: (body[o:o + n] if k != key else b"x") for k, o, n in
+                 [(k, o, n) for k, o, n in header["objects"]] + [(key, 0, 1)]}
+        data = b"".join(blobs[k] for k, _, _ in fixed)
+        h = encoding.encode({**header, "objects": fixed})
+        out.write_bytes(_HEAD.pack(MAGIC, len(h)) + h + data)
+        line = assert_error(c("verify", "r1", "--bundle", out, "--trust", c.pub), 1)
+        assert "unexpected entry" in line and key in line, line
