@@ -128,7 +128,7 @@ def test_unknown_entries_are_refused(sealed: Cli) -> None:
     """A bundle holds a sealed run's objects and nothing else: a staged batch, a fence or another run's marker
     smuggled into an otherwise valid bundle is refused."""
     from ledger import encoding
-    from ledger.bundle import MAGIC, _HEAD
+    from ledger.bundle import _HEAD, MAGIC
 
     c = sealed
     out = c.tmp / "r1.bundle"

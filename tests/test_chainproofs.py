@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cli import Cli, assert_error
+from test_proofs import mutate
 
 from ledger import Ledger
 from ledger.chainproofs import Checkpoint, ConsistencyProof, prove_consistency, verify_consistency_proof
@@ -81,17 +82,7 @@ def test_same_head_twice_and_reversed_heads(tmp_path: Path, key: SigningKey) -> 
 def test_mutated_proof_bytes_fail_closed(consistency_bytes: tuple[bytes, SigningKey],
                                          edits: list[tuple[str, int, int]]) -> None:
     data, key = consistency_bytes
-    buf = bytearray(data)
-    for op, pos, val in edits:
-        i = pos % max(1, len(buf))
-        if op == "flip" and buf:
-            buf[i] ^= val or 1
-        elif op == "insert":
-            buf.insert(i, val)
-        elif op == "delete" and buf:
-            del buf[i]
-        elif op == "truncate":
-            del buf[i:]
+    buf = mutate(data, edits)
     try:
         p = ConsistencyProof.from_bytes(bytes(buf))
         verify_consistency_proof(p, [key.public])

@@ -54,6 +54,7 @@ from ledger.merkle import (
 )
 from ledger.objects import Batch, ChildEntry, CommitBody, ItemEntry, Marker, SignedCommit, StoreConfig, node_id
 from ledger.policy import Policy, anchors, build_evidence, evaluate, load_policies, previous_ends
+from ledger.proofs import InclusionProof, root_from_proof, verify_proof
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO / "spec" / "vectors"
@@ -1098,6 +1099,159 @@ def test_seal_writes_the_vector_commits(tmp_path: Path) -> None:
         assert res.ok, res.first_failure
         assert [ch.name for ch in res.checks] == ["store", "commit", "signature", "content", "tree", "chain",
                                                   "criteria", "marker"]
+
+
+# --- proofs.json ---------------------------------------------------------------------------------------------------
+
+def ref_root_from_path(index: int, size: int, leaf_hash: bytes, path: list[bytes]) -> bytes | None:
+    """The root an RFC 9162 inclusion path leads to, by section 2.1.3.2 of the RFC step by step (None: it fails)."""
+    if index >= size:
+        return None
+    fn, sn, r = index, size - 1, leaf_hash
+    for p in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = tree_h(b"\x01" + p + r)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            r = tree_h(b"\x01" + r + p)
+        fn, sn = fn >> 1, sn >> 1
+    return r if sn == 0 else None
+
+
+def ref_fields(v: Any, required: dict[str, type], optional: dict[str, type] | None = None) -> bool:
+    """A map with exactly these fields (the optional ones may be absent) of exactly these types."""
+    allowed = {**required, **(optional or {})}
+    return (type(v) is dict and set(required) <= set(v) <= set(allowed)
+            and all(type(v[k]) is allowed[k] for k in v))
+
+
+def ref_proof_outcome(data: bytes, trusted: list[bytes], content: bytes | None = None) -> str:
+    """An inclusion proof checked as spec/proofs.md states it: "ok" or the outcome of section 4. Sections 3 and 4
+    are written out here; the item entry and the commit are decoded by the implementation (objects.md; their
+    own vectors check those decoders)."""
+    try:
+        v = ref_decode(data)
+    except RefError:
+        return "decode-error"
+    if not ref_fields(v, {"commit": bytes, "format": str, "item": dict, "run": str, "steps": list, "type": str}):
+        return "decode-error"
+    if v["format"] != "ledger/1" or v["type"] != "inclusion" or not 1 <= len(v["steps"]) <= 64:
+        return "decode-error"
+    steps = v["steps"]
+    for s in steps:
+        if not ref_fields(s, {"count": int, "index": int, "level": int, "path": list, "size": int}, {"last": str}):
+            return "decode-error"
+        if not all(0 <= s[f] < 2**63 for f in ("count", "index", "level", "size")):
+            return "decode-error"
+        if len(s["path"]) > 64 or not all(type(h) is bytes and len(h) == 32 for h in s["path"]):
+            return "decode-error"
+        if ("last" in s) != (s["level"] != 0):
+            return "decode-error"
+    try:
+        item = ItemEntry.from_value(v["item"])
+        commit = SignedCommit.from_bytes(v["commit"])
+    except DecodeError:
+        return "decode-error"
+    body = commit.body
+    # 1. the commit seals the proof's run
+    if body.run != v["run"]:
+        return "run-mismatch"
+    # 2. a trusted key, selected by the body's key id
+    key = next((k for k in trusted if dk(CTX_KEY_ID, k) == body.key), None)
+    if key is None:
+        return "untrusted-key"
+    # 3. the signature over the context and the exact body bytes
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(commit.sig, SIGNATURE_CONTEXT + commit.body_bytes)
+    except InvalidSignature:
+        return "bad-signature"
+    # 4. the path, level by level
+    name = item.name.encode("utf-8")
+    node, count = b"", 0
+    for k, s in enumerate(steps):
+        if s["level"] != k:
+            return "path-error"
+        if k == 0:
+            if s["count"] != s["size"]:
+                return "path-error"
+            entry = ref_encode(v["item"])
+        else:
+            if s["count"] < count or name > s["last"].encode("utf-8"):
+                return "path-error"
+            entry = ref_encode({"count": count, "last": s["last"], "node": node})
+        r = ref_root_from_path(s["index"], s["size"], tree_h(b"\x00" + entry), s["path"])
+        if r is None:
+            return "path-error"
+        node, count = dk(CTX_NODE, ref_encode({"count": s["count"], "level": k, "root": r})), s["count"]
+    # 5. and 6. the root and the count the commit signs
+    if node != body.root:
+        return "root-mismatch"
+    if count != body.count:
+        return "count-mismatch"
+    # 7. the content, when given
+    if content is not None and (len(content) != item.size or blake3.blake3(content).digest() != item.blake3):
+        return "content-mismatch"
+    return "ok"
+
+
+def proof_trusted() -> list[PublicKey]:
+    return [PublicKey(bytes.fromhex(h)) for h in load("proofs.json")["trusted"]]
+
+
+@pytest.mark.parametrize("case", cases("proofs.json", "valid"), ids=ids(cases("proofs.json", "valid")))
+def test_proof_valid(case: dict[str, Any]) -> None:
+    data = bytes.fromhex(case["hex"])
+    content = bytes.fromhex(case["content_hex"])
+    p = InclusionProof.from_bytes(data)
+    assert p.encode() == data and len(data) == case["bytes"]
+    assert (p.run, p.seq, p.commit.digest.hex(), p.hashes) == (case["run"], case["seq"], case["commit"],
+                                                                case["hashes"])
+    assert {"name": p.item.name, "kind": p.item.kind, "size": p.item.size, "blake3": p.item.blake3.hex()} == \
+        case["item"]
+    assert [{"level": s.level, "count": s.count, "index": s.index, "size": s.size, "path": [h.hex() for h in s.path],
+             "last": s.last} for s in p.steps] == case["steps"]
+    assert root_from_proof(p).hex() == case["root"] == p.commit.body.root.hex()
+    assert case["count"] == p.commit.body.count == p.steps[-1].count
+    res = verify_proof(p, proof_trusted())
+    assert (res.run, res.seq, res.commit.hex(), res.content_checked) == (
+        case["run"], case["seq"], case["commit"], False)
+    assert verify_proof(p, proof_trusted(), content=content).content_checked
+    assert content_digest(content).hex() == case["item"]["blake3"] and len(content) == case["item"]["size"]
+    raw = [k.raw for k in proof_trusted()]
+    assert ref_proof_outcome(data, raw) == "ok" == ref_proof_outcome(data, raw, content)
+    # the commit is the one in the chain's slot, sealing a tree of tree.json that holds the item
+    slot = cases("commits.json", "chain")[case["seq"]]
+    assert p.commit.encode().hex() == slot["envelope_hex"]
+    tc = next(c for c in cases("tree.json", "cases") if c["name"] == slot["tree_case"])
+    assert tc["root"] == case["root"]
+    assert any(i["name"] == p.item.name and i["content_hex"] == case["content_hex"] for i in tc["items"])
+
+
+@pytest.mark.parametrize("case", cases("proofs.json", "invalid"), ids=ids(cases("proofs.json", "invalid")))
+def test_proof_invalid(case: dict[str, Any]) -> None:
+    data = bytes.fromhex(case["hex"])
+    content = bytes.fromhex(case["content_hex"]) if "content_hex" in case else None
+    expect = case["expect"]
+    assert expect in load("proofs.json")["outcomes"]
+    with pytest.raises(CheckFailed) as ei:
+        verify_proof(InclusionProof.from_bytes(data), proof_trusted(), content=content)
+    exc = ei.value
+    assert isinstance(exc, DecodeError) == (expect == "decode-error"), exc
+    assert isinstance(exc, ProofError) == (expect in ("path-error", "root-mismatch", "count-mismatch")), exc
+    assert (isinstance(exc, ProofError) and exc.expected is not None) == (expect == "root-mismatch"), exc
+    assert ref_proof_outcome(data, [k.raw for k in proof_trusted()], content) == expect
+
+
+def test_proof_vectors_cover_every_outcome() -> None:
+    doc = load("proofs.json")
+    assert {c["expect"] for c in doc["invalid"]} == set(doc["outcomes"])
+    assert {c["seq"] for c in doc["valid"]} == set(range(len(cases("commits.json", "chain"))))
+    assert {len(c["steps"]) for c in doc["valid"]} >= {1, 3}
+    assert doc["trusted"] == load("commits.json")["trusted"]
 
 
 # --- the generator -------------------------------------------------------------------------------------------------

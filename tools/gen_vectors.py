@@ -12,6 +12,7 @@ value notation are described in spec/README.md ("Test vectors").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -42,9 +43,16 @@ from ledger.digests import (  # noqa: E402
     content_digest,
     typed_digest,
 )
-from ledger.errors import Corrupt, DecodeError, LedgerError, UsageError  # noqa: E402
+from ledger.errors import CheckFailed, Corrupt, DecodeError, LedgerError, UsageError  # noqa: E402
 from ledger.keys import SigningKey, key_id  # noqa: E402
-from ledger.merkle import SHA256, Hasher, consistency_proof, inclusion_proof, root_from_leaf_hashes  # noqa: E402
+from ledger.merkle import (  # noqa: E402
+    SHA256,
+    Hasher,
+    ProofError,
+    consistency_proof,
+    inclusion_proof,
+    root_from_leaf_hashes,
+)
 from ledger.names import KINDS, RECORD_KINDS  # noqa: E402
 from ledger.objects import (  # noqa: E402
     Batch,
@@ -70,6 +78,7 @@ from ledger.policy import (  # noqa: E402
     load_policies,
     previous_ends,
 )
+from ledger.proofs import InclusionProof, Step, prove, verify_proof  # noqa: E402
 from ledger.tree import TREE_HASHER, encode_node  # noqa: E402
 
 VECTORS = ROOT / "spec" / "vectors"
@@ -1408,6 +1417,244 @@ def gen_packs() -> Json:
     }
 
 
+# proofs.json -------------------------------------------------------------------------------------------------------
+
+PROOF_OUTCOMES = ("decode-error", "run-mismatch", "untrusted-key", "bad-signature", "path-error", "root-mismatch",
+                  "count-mismatch", "content-mismatch")
+
+
+def proof_outcome(data: bytes, trusted: list[Any], content: bytes | None = None) -> str:
+    """What the reference implementation concludes about proof bytes: "ok" or one of PROOF_OUTCOMES (the outcome
+    names of spec/proofs.md section 4). The generator checks every vector with it."""
+    try:
+        verify_proof(InclusionProof.from_bytes(data), trusted, content=content)
+    except DecodeError:
+        return "decode-error"
+    except ProofError as exc:
+        if exc.expected is not None:
+            return "root-mismatch"
+        return "count-mismatch" if "top node holds" in str(exc) else "path-error"
+    except CheckFailed as exc:
+        for outcome, words in (("run-mismatch", "the commit seals run"), ("untrusted-key", "not among the trusted"),
+                               ("bad-signature", "bad signature"), ("content-mismatch", "content given does not")):
+            if words in str(exc):
+                return outcome
+        raise
+    return "ok"
+
+
+def step_json(s: Step) -> Json:
+    return {"level": s.level, "count": s.count, "index": s.index, "size": s.size, "path": [h.hex() for h in s.path],
+            "last": s.last}
+
+
+def gen_proofs(tree_vectors: Json, commits_v: Json) -> Json:
+    k1, k2 = signing_key(SEED_1), signing_key(SEED_2)
+    trusted = [k1.public]
+    nodes = {bytes.fromhex(n["id"]): bytes.fromhex(n["hex"])
+             for c in tree_vectors["cases"] for level in c["levels"] for n in level}
+    chain = [SignedCommit.from_bytes(bytes.fromhex(c["envelope_hex"])) for c in commits_v["chain"]]
+    content = {e["name"]: bytes.fromhex(e["content_hex"]) for c in tree_vectors["cases"] for e in c["items"]}
+    names = {c["name"]: [e["name"] for e in c["items"]] for c in tree_vectors["cases"]}
+
+    def proof_of(seq: int, name: str) -> InclusionProof:
+        return prove(nodes.__getitem__, chain[seq].body.run, seq, chain[seq], name)
+
+    deep = names["deep"]
+    valid_cases = [
+        (0, "report.json", "a run of one item: one level-0 step, no hashes"),
+        (1, deep[0], "the first item of the three-level tree of tree.json case 'deep'"),
+        (1, deep[3], "a name of rank 2 (deep/00130): it ends its level-0 node and its level-1 node"),
+        (1, deep[4], "the worked example of spec/proofs.md section 6"),
+        (1, deep[-1], "the last item, alone in its level-0 node: no hash at level 0"),
+        (2, "data/0000.csv", "the first of 300 items (three levels)"),
+        (2, "data/0150.csv", "an item in the middle of 300"),
+        (2, "data/0299.csv", "the last of 300 items"),
+        (3, names["typed records"][0], "a typed record of the run sealed under the example policy (slot 3)"),
+        (3, "logs/build.log", "the item whose secret finding the commit of slot 3 waives"),
+    ]
+    valid: list[Json] = []
+    for seq, name, about in valid_cases:
+        p = proof_of(seq, name)
+        data = p.encode()
+        assert proof_outcome(data, trusted) == "ok" == proof_outcome(data, trusted, content[name])
+        b = chain[seq].body
+        valid.append({"name": f"{b.run} {name}", "about": about, "run": b.run, "seq": seq,
+                      "item": {"name": p.item.name, "kind": p.item.kind, "size": p.item.size,
+                               "blake3": p.item.blake3.hex()},
+                      "content_hex": content[name].hex(), "commit": chain[seq].digest.hex(), "root": b.root.hex(),
+                      "count": b.count, "hashes": p.hashes, "bytes": len(data),
+                      "steps": [step_json(s) for s in p.steps], "hex": data.hex()})
+
+    # The invalid proofs are changes of one proof: deep/00131 of nightly-42, one hash at each of three levels.
+    base = proof_of(1, deep[4])
+    assert [len(s.path) for s in base.steps] == [1, 1, 1] and [s.index for s in base.steps] == [0, 0, 1]
+    good = base.encode()
+    base_v = encoding.decode(good)
+    body = base.commit.body
+    s0, s1 = base_v["steps"][0], base_v["steps"][1]
+    inv: list[Json] = []
+
+    def add(name: str, expect: str, reason: str, data: bytes, content_bytes: bytes | None = None) -> None:
+        got = proof_outcome(data, trusted, content_bytes)
+        assert got == expect, (name, expect, got)
+        case = {"name": name, "expect": expect, "reason": reason, "hex": data.hex()}
+        if content_bytes is not None:
+            case["content_hex"] = content_bytes.hex()
+        inv.append(case)
+
+    def value_with(**changes: Any) -> bytes:
+        """The proof map with fields replaced (None: removed), encoded canonically."""
+        v = {**base_v, **changes}
+        return encoding.encode({k: x for k, x in v.items() if x is not None})
+
+    def step_values(k: int, **changes: Any) -> list[Any]:
+        steps = [dict(s) for s in base_v["steps"]]
+        steps[k] = {f: x for f, x in {**steps[k], **changes}.items() if x is not None}
+        return steps
+
+    def proof_with(**changes: Any) -> bytes:
+        return dataclasses.replace(base, **changes).encode()
+
+    def step_with(k: int, **changes: Any) -> bytes:
+        steps = list(base.steps)
+        steps[k] = dataclasses.replace(steps[k], **changes)
+        return proof_with(steps=tuple(steps))
+
+    def item_with(**changes: Any) -> bytes:
+        return proof_with(item=dataclasses.replace(base.item, **changes))
+
+    def signed(signer: SigningKey = k1, **changes: Any) -> SignedCommit:
+        b = dataclasses.replace(body, **changes)
+        return SignedCommit.create(b, signer.sign(b.encode()))
+
+    def flipped(b: bytes, i: int = 0) -> bytes:
+        return b[:i] + bytes([b[i] ^ 0x01]) + b[i + 1:]
+
+    bad_body = encoding.encode({**body.to_value(), "x": 1})
+    for name, data in [
+        ("format ledger/2", value_with(format="ledger/2")),
+        ("type consistency", value_with(type="consistency")),
+        ("unknown field", value_with(x=1)),
+        ("missing field steps", value_with(steps=None)),
+        ("missing field commit", value_with(commit=None)),
+        ("no steps", value_with(steps=[])),
+        ("65 steps", value_with(steps=[s0] * 65)),
+        ("step 0 with a last", value_with(steps=step_values(0, last=deep[5]))),
+        ("step 1 without its last", value_with(steps=step_values(1, last=None))),
+        ("step 1 last is nil", value_with(steps=[s0, {**s1, "last": None}, *base_v["steps"][2:]])),
+        ("step count negative", value_with(steps=step_values(0, count=-1))),
+        ("step index 2^63", value_with(steps=step_values(0, index=2**63))),
+        ("step size is a bool", value_with(steps=step_values(0, size=True))),
+        ("step level is a str", value_with(steps=step_values(1, level="1"))),
+        ("step with an unknown field", value_with(steps=step_values(0, x=0))),
+        ("step without its path", value_with(steps=step_values(0, path=None))),
+        ("path hash of 31 bytes", value_with(steps=step_values(0, path=[s0["path"][0][:31]]))),
+        ("path hash as a hex str", value_with(steps=step_values(0, path=[s0["path"][0].hex()]))),
+        ("path of 65 hashes", value_with(steps=step_values(0, path=[s0["path"][0]] * 65))),
+        ("step is an array", value_with(steps=[list(s0.values()), *base_v["steps"][1:]])),
+        ("item with an invalid name", value_with(item={**base_v["item"], "name": "../deep/00131"})),
+        ("item of an unknown kind", value_with(item={**base_v["item"], "kind": "binary"})),
+        ("item without its size", value_with(item={k: x for k, x in base_v["item"].items() if k != "size"})),
+        ("item digest of 31 bytes", value_with(item={**base_v["item"], "blake3": base_v["item"]["blake3"][:31]})),
+        ("commit with a trailing byte", value_with(commit=base_v["commit"] + b"\x00")),
+        ("commit as a map, not its bytes", value_with(commit=encoding.decode(base_v["commit"]))),
+        ("commit signature of 63 bytes", value_with(commit=encoding.encode({"body": base.commit.body_bytes,
+                                                                             "sig": base.commit.sig[:63]}))),
+        ("commit body with an unknown field, signed",
+         value_with(commit=encoding.encode({"body": bad_body, "sig": k1.sign(bad_body)}))),
+        ("run is bin", value_with(run=b"nightly-42")),
+        ("not canonical: keys out of order", encoding.pack_trusted(dict(reversed(list(base_v.items()))))),
+        ("not canonical: a level as int8", good.replace(b"\xa5level\x02", b"\xa5level\xd0\x02")),
+        ("trailing byte", good + b"\x00"),
+        ("truncated", good[:-1]),
+        ("empty", b""),
+    ]:
+        add(name, "decode-error", "refused while decoding (section 3), before any check", data)
+
+    add("run field changed", "run-mismatch", "the commit seals nightly-42, the proof claims nightly-99",
+        proof_with(run="nightly-99"))
+    add("the commit of another run", "run-mismatch", "slot 2's commit seals nightly-43, the proof claims nightly-42",
+        proof_with(commit=chain[2]))
+    add("signed by an untrusted key", "untrusted-key", "the body names key 2 and key 2 signed it; the auditor "
+        "trusts key 1 only", proof_with(commit=signed(k2, key=k2.public.key_id)))
+    add("signature bit flipped", "bad-signature", "Ed25519 verification fails",
+        proof_with(commit=SignedCommit(base.commit.body_bytes, flipped(base.commit.sig), body)))
+    tampered = dataclasses.replace(body, root=flipped(body.root))
+    add("body changed after signing (root)", "bad-signature", "the signature covers the exact body bytes",
+        proof_with(commit=SignedCommit(tampered.encode(), base.commit.sig, tampered)))
+    add("signed by key 2, naming key 1", "bad-signature", "the key id selects key 1, under which the signature does "
+        "not verify", proof_with(commit=SignedCommit(base.commit.body_bytes, k2.sign(base.commit.body_bytes), body)))
+
+    other = proof_of(2, "data/0150.csv")
+    for name, reason, data in [
+        ("steps in reverse order", "step 0 must be at level 0", proof_with(steps=base.steps[::-1])),
+        ("bottom step dropped", "step 0 must be at level 0", proof_with(steps=base.steps[1:])),
+        ("middle step dropped", "step 1 must be at level 1", proof_with(steps=(base.steps[0], base.steps[2]))),
+        ("top step duplicated", "step 3 must be at level 3", proof_with(steps=(*base.steps, base.steps[2]))),
+        ("step 2 at level 3", "step 2 must be at level 2", step_with(2, level=3)),
+        ("step 0 count differs from its size", "a level-0 node holds one item per entry", step_with(0, count=3)),
+        ("step 1 count below its child's", "a node holds at least the items of its child", step_with(1, count=1)),
+        ("step 1 last before the item's name", "the item must sort at or before its subtree's last name",
+         step_with(1, last=deep[3])),
+        ("step 1 last is the empty string", "the item must sort at or before its subtree's last name (a last that "
+         "is not an item name is not refused while decoding)", step_with(1, last="")),
+        ("another run's steps", "nightly-43's path: deep/00131 sorts after its lasts (data/…)",
+         proof_with(steps=other.steps)),
+        ("step 2 index equal to its size", "index < size", step_with(2, index=2)),
+        ("step 0 size 0", "size > 0", step_with(0, count=0, size=0)),
+        ("step 0 path one hash short", "(index 0, size 2) needs one hash", step_with(0, path=())),
+        ("step 0 path one hash too many", "(index 0, size 2) needs one hash",
+         step_with(0, path=(*base.steps[0].path, bytes(32)))),
+        ("step 1 size 3", "(index 0, size 3) needs two hashes, the proof has one", step_with(1, size=3)),
+        ("step 0 count and size 3", "(index 0, size 3) needs two hashes, the proof has one",
+         step_with(0, count=3, size=3)),
+    ]:
+        add(name, "path-error", reason, data)
+
+    for name, reason, data in [
+        ("another item's entry", "deep/00179's entry with deep/00131's path",
+         proof_with(item=proof_of(1, deep[5]).item)),
+        ("item size + 1", "the item entry is a leaf of its level-0 node", item_with(size=base.item.size + 1)),
+        ("item kind changed", "the item entry binds the kind", item_with(kind="file")),
+        ("item digest changed", "the item entry binds the content digest", item_with(blake3=flipped(base.item.blake3))),
+        ("level-0 path hash flipped", "the level-0 node's entries root changes",
+         step_with(0, path=(flipped(base.steps[0].path[0], 31),))),
+        ("level-2 path hash flipped", "the root's entries root changes",
+         step_with(2, path=(flipped(base.steps[2].path[0], 31),))),
+        ("step 0 index 1", "leaf 1 of 2 hashes as (sibling, leaf), not (leaf, sibling)", step_with(0, index=1)),
+        ("step 1 count + 1", "the count is part of the node id", step_with(1, count=base.steps[1].count + 1)),
+        ("step 1 last changed", "the child entry's last is part of the leaf one level up",
+         step_with(1, last=deep[5] + "~")),
+        ("top step dropped", "the level-1 node's id is not the root", proof_with(steps=base.steps[:2])),
+        ("another run's commit and run", "the path leads to nightly-42's root, not nightly-43's",
+         proof_with(run=chain[2].body.run, commit=chain[2])),
+        ("commit re-signed with another root", "a signed root the path does not lead to",
+         proof_with(commit=signed(root=flipped(body.root)))),
+    ]:
+        add(name, "root-mismatch", reason, data)
+    add("commit count differs from the tree's", "count-mismatch", "a commit signed by key 1 naming the right root "
+        "and count + 1: the path holds, the top count does not", proof_with(commit=signed(count=body.count + 1)))
+    c = content[deep[4]]
+    add("content: other bytes of the same size", "content-mismatch", "H(content) differs from the item's blake3",
+        good, c[:-1] + bytes([c[-1] ^ 1]))
+    add("content: one byte more", "content-mismatch", "the size differs", good, c + b"\n")
+    add("content: empty", "content-mismatch", "the size differs", good, b"")
+    assert {c["expect"] for c in inv} == set(PROOF_OUTCOMES)
+
+    return {
+        "description": "Inclusion proofs (spec/proofs.md) of items of the runs sealed by commits.json's chain (the "
+                       "trees of tree.json), checked with key 1 of commits.json as the only trusted key. valid: the "
+                       "proof bytes (hex) with the item, its content, the commit digest, the root and count the "
+                       "proof leads to, and its decoded steps. invalid: proof bytes (with content_hex: the content "
+                       "given to the check) and the outcome a verifier MUST reach (spec/proofs.md section 4).",
+        "trusted": [k1.public.raw.hex()],
+        "outcomes": list(PROOF_OUTCOMES),
+        "valid": valid,
+        "invalid": inv,
+    }
+
+
 # store.json --------------------------------------------------------------------------------------------------------
 
 def gen_store(policy: Policy) -> Json:
@@ -1446,12 +1693,14 @@ def gen_store(policy: Policy) -> Json:
 def generate() -> dict[str, bytes]:
     tree_v = gen_tree()
     policies_v, example_policy = gen_policies()
+    commits_v = gen_commits(tree_v, example_policy)
     files: dict[str, Json] = {
         "encoding.json": gen_encoding(),
         "digests.json": gen_digests(),
         "merkle.json": gen_merkle(),
         "tree.json": tree_v,
-        "commits.json": gen_commits(tree_v, example_policy),
+        "commits.json": commits_v,
+        "proofs.json": gen_proofs(tree_v, commits_v),
         "objects.json": gen_objects(),
         "packs.json": gen_packs(),
         "store.json": gen_store(example_policy),
