@@ -197,7 +197,7 @@ class Ledger:
         require_store(self.store)
         return prove_consistency(self.store, old.commit)
 
-    def export(self, run: str, path: str, content: bool = True) -> dict[str, int]:
+    def export(self, run: str, path: str, content: bool = True, since: Checkpoint | None = None) -> dict[str, int]:
         """Write a bundle of sealed ``run`` to ``path`` (atomically: a failed export leaves no file that could pass
         for a bundle)."""
         from .bundle import export
@@ -207,7 +207,7 @@ class Ledger:
         tmp = f"{path}.tmp-{os.getpid()}"
         try:
             with open(tmp, "wb") as f:
-                counts = export(self.store, run, f, content)
+                counts = export(self.store, run, f, content, since.commit if since is not None else None)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)

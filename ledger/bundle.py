@@ -18,11 +18,13 @@ from typing import BinaryIO
 
 from . import encoding
 from .chain import slot_numbers
+from .chainproofs import ConsistencyProof, prove_consistency
 from .closure import existing_node_packs
 from .digests import FORMAT
-from .errors import DecodeError, NotFound, StorageError
+from .errors import DecodeError, NotFound, StorageError, UsageError
 from .kinds import TYPED_KINDS
 from .layout import CONFIG, is_immutable, marker_key, policy_key, slot_key
+from .objects import SignedCommit
 from .packs import index_key, loose_key, pack_key
 from .storage import Store, Upload
 from .storage.base import check_key
@@ -34,12 +36,23 @@ MAX_HEADER = 64 << 20
 _COPY = 8 << 20
 
 
-def export(store: Store, run: str, out: BinaryIO, content: bool = True) -> dict[str, int]:
-    """Write the bundle of sealed ``run``; returns counts for the caller to report."""
+def export(store: Store, run: str, out: BinaryIO, content: bool = True,
+           since: SignedCommit | None = None) -> dict[str, int]:
+    """Write the bundle of sealed ``run``; returns counts for the caller to report. With ``since`` (a checkpoint
+    the auditor holds), the chain starts at that commit and the bundle carries the proof that the run's commit log
+    extends it, instead of every commit back to the genesis."""
     sealed = open_sealed(store, run)
+    proof: bytes | None = None
+    if since is not None:
+        if since.body.seq > sealed.seq:
+            sealed.index.close()
+            raise UsageError(f"checkpoint #{since.body.seq} is newer than run {run}'s commit (#{sealed.seq}): "
+                             "export from an older checkpoint")
+        proof = prove_consistency(store, since, sealed.seq).encode()
     try:
         body = sealed.commit.body
-        keys: list[str] = [CONFIG] + [slot_key(s) for s in range(sealed.seq + 1)]
+        first = 0 if since is None else since.body.seq
+        keys: list[str] = [CONFIG] + [slot_key(s) for s in range(first, sealed.seq + 1)]
         if slot_numbers(store)[: sealed.seq + 1] != list(range(sealed.seq + 1)):
             raise StorageError(f"run {run}: the chain below commit #{sealed.seq} is incomplete in the store")
         if sealed.marker is not None:
@@ -70,7 +83,7 @@ def export(store: Store, run: str, out: BinaryIO, content: bool = True) -> dict[
         if n is None:
             raise NotFound(f"run {run}: {k}: missing from the store")
         sizes.append(n)
-    header = _header(run, content, keys, sizes)
+    header = _header(run, content, keys, sizes, proof)
     out.write(_HEAD.pack(MAGIC, len(header)))
     out.write(header)
     for k, n in zip(keys, sizes, strict=True):
@@ -88,13 +101,17 @@ def export(store: Store, run: str, out: BinaryIO, content: bool = True) -> dict[
     return {"objects": len(keys), "items": items, "object_bytes": sum(sizes)}
 
 
-def _header(run: str, content: bool, keys: list[str], sizes: list[int]) -> bytes:
+def _header(run: str, content: bool, keys: list[str], sizes: list[int], since: bytes | None) -> bytes:
     objects: list[encoding.Value] = []
     off = 0
     for k, n in zip(keys, sizes, strict=True):
         objects.append([k, off, n])
         off += n
-    return encoding.encode({"content": content, "format": FORMAT, "objects": objects, "run": run, "type": "bundle"})
+    h: dict[str, encoding.Value] = {"content": content, "format": FORMAT, "objects": objects, "run": run,
+                                    "type": "bundle"}
+    if since is not None:
+        h["since"] = since  # a consistency proof from the auditor's checkpoint to the run's commit
+    return encoding.encode(h)
 
 
 class BundleStore(Store):
@@ -120,11 +137,14 @@ class BundleStore(Store):
         if hlen > MAX_HEADER or _HEAD.size + hlen > total:
             raise DecodeError(f"bundle {path}: header length {hlen} out of range (truncated?)")
         m = encoding.decode_map(self._f.read(hlen), f"bundle {path}: header",
-                                {"content": bool, "format": str, "objects": list, "run": str, "type": str})
+                                {"content": bool, "format": str, "objects": list, "run": str, "type": str},
+                                {"since": bytes})
         if m["format"] != FORMAT or m["type"] != "bundle":
             raise DecodeError(f"bundle {path}: not a {FORMAT} bundle")
         self.run: str = m["run"]
         self.content: bool = m["content"]
+        self.since: ConsistencyProof | None = (
+            ConsistencyProof.from_bytes(m["since"], f"bundle {path}: consistency proof") if "since" in m else None)
         base = _HEAD.size + hlen
         self._index: dict[str, tuple[int, int]] = {}
         off = 0

@@ -91,14 +91,17 @@ def checkpoint(store: Store) -> Checkpoint:
     return Checkpoint(view.head.commit)
 
 
-def prove_consistency(store: Store, old: SignedCommit) -> ConsistencyProof:
-    """From an older signed head (as the auditor kept it) to the store's current head."""
+def prove_consistency(store: Store, old: SignedCommit, new_seq: int | None = None) -> ConsistencyProof:
+    """From an older signed head (as the auditor kept it) to the store's current head, or to commit ``new_seq``."""
     view = ChainView(store)
     view.refresh()
-    head = view.head
+    head = view.head if new_seq is None or new_seq >= len(view.entries) else view.entries[new_seq]
     if head is None:
         raise NotFound("the chain is empty: nothing is sealed yet")
     a, b = old.body.seq, head.seq
+    if a < len(view.entries) and view.entries[a].digest != old.digest:
+        raise CheckFailed(f"the checkpoint's commit #{a} is not this store's commit #{a}: a checkpoint from another "
+                          "ledger, or a rewritten chain")
     if a > b:
         raise CheckFailed(f"the old checkpoint (#{a}) is newer than this store's head (#{b}): the chain was cut")
     leaves = [LOG_HASHER.leaf(e.digest) for e in view.entries[:b]]

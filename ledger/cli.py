@@ -302,23 +302,40 @@ def seal(ctx: click.Context, run: str, keyfile: str, policies: tuple[str, ...], 
               help="A public key the auditor trusts (repeatable). Keys in the store are never trusted.")
 @click.option("--bundle", metavar="PATH", help="Verify an exported bundle (ledger export) instead of the store: "
                                               "no store is needed at all.")
+@click.option("--checkpoint", "checkpoint", metavar="FILE",
+              help="With a bundle exported --since a checkpoint: that checkpoint, as the auditor kept it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as one JSON document.")
 @click.pass_context
-def verify(ctx: click.Context, run: str, trust: tuple[str, ...], bundle: str | None, as_json: bool) -> None:
+def verify(ctx: click.Context, run: str, trust: tuple[str, ...], bundle: str | None, checkpoint: str | None,
+           as_json: bool) -> None:
     """Verify sealed RUN completely: commit, signature (against --trust keys only), every item's content,
     the tree root, every chain link back to the genesis, and the completion marker. Exit 0 only if all hold."""
     keys_ = [load_public_key(p) for p in trust]
+    if checkpoint is not None and bundle is None:
+        raise UsageError("--checkpoint goes with --bundle (a bundle exported --since that checkpoint)")
     if bundle is not None:
         from .bundle import BundleStore
         from .names import check_run_id
         from .verify import verify as verify_store
 
         check_run_id(run)
+        from .chainproofs import Checkpoint
+        from .verify import Since
+
         bs = BundleStore(bundle)
         try:
             if bs.run != run:
                 raise NotFound(f"bundle {bundle}: holds run {bs.run}, not {run}")
-            res = verify_store(bs, run, keys_, _progress_counter("verifying"), content=bs.content)
+            since = None
+            if bs.since is not None:
+                if checkpoint is None:
+                    raise UsageError(f"bundle {bundle}: its chain starts at checkpoint #{bs.since.old.body.seq}; "
+                                     "give that checkpoint, as you kept it, with --checkpoint FILE")
+                cp = Checkpoint.from_bytes(_read_input(checkpoint, "checkpoint"), f"checkpoint {checkpoint}")
+                since = Since(cp.commit, bs.since)
+            elif checkpoint is not None:
+                raise UsageError(f"bundle {bundle}: goes back to the genesis; verify it without --checkpoint")
+            res = verify_store(bs, run, keys_, _progress_counter("verifying"), content=bs.content, since=since)
         finally:
             bs.close()
     else:
@@ -507,13 +524,19 @@ def _write_output(path: str | None, data: bytes) -> None:
 @click.option("-o", "--output", "output", required=True, metavar="PATH", help="The bundle file to write.")
 @click.option("--no-content", is_flag=True, help="Leave the items' content out (metadata-only bundle: tree, commits, "
                                                  "criteria and typed records; verify says content was not checked).")
+@click.option("--since", "since", metavar="CHECKPOINT",
+              help="Start the chain at this checkpoint (a file from `ledger checkpoint -o`, which the auditor keeps) "
+                   "instead of the genesis; the bundle carries the proof that the run's commit log extends it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def export_cmd(ctx: click.Context, run: str, output: str, no_content: bool, as_json: bool) -> None:
+def export_cmd(ctx: click.Context, run: str, output: str, no_content: bool, since: str | None, as_json: bool) -> None:
     """Write one file holding everything `ledger verify RUN --bundle PATH --trust KEY` needs, with no store at all:
     the run's objects, its commit, every chain link back to the genesis, the sealed policy. Keys are named by id
     only; trust stays with the auditor's --trust list."""
-    counts = _ledger(ctx).export(run, output, content=not no_content)
+    from .chainproofs import Checkpoint
+
+    cp = None if since is None else Checkpoint.from_bytes(_read_input(since, "checkpoint"), f"checkpoint {since}")
+    counts = _ledger(ctx).export(run, output, content=not no_content, since=cp)
     size = os.path.getsize(output)
     if as_json:
         _out({"run": run, "bundle": output, "bytes": size, "content": not no_content, **counts})

@@ -9,12 +9,13 @@ failures (exit 1) naming the object; only an unreachable store is a storage erro
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .chain import LOG_HASHER, read_slot, slot_numbers
+from .chainproofs import ConsistencyProof, verify_consistency_proof
 from .digests import CTX_POLICY, Digest, content_digest, hash_file, hash_stream, typed_digest
 from .errors import CheckFailed, LedgerError, NotFound, StorageError, UsageError
 from .evidence import staged_batch_keys
@@ -203,7 +204,8 @@ def _check_content(store: Store, sealed: SealedRun, entry: ItemEntry) -> str | N
 
 
 def verify(store: Store, run: str, trusted: list[PublicKey],
-           progress: Callable[[int, int], None] | None = None, content: bool = True) -> VerifyResult:
+           progress: Callable[[int, int], None] | None = None, content: bool = True,
+           since: Since | None = None) -> VerifyResult:
     """Verify ``run`` completely (spec/verify.md). Raises NotFound when it is not sealed, StorageError when the
     store cannot be read; everything else is reported in the result. ``content=False`` (a metadata-only bundle)
     checks everything but the items' bytes, and says so."""
@@ -306,7 +308,7 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     # Step 6: every link back to the genesis: slot numbers, seq fields, parent digests, the commit-log root.
     earlier: list[SignedCommit] | None = None
     try:
-        chain_detail, earlier = _check_chain(store, run, sealed.seq, commit)
+        chain_detail, earlier = _check_chain(store, run, sealed.seq, commit, since, trusted)
         checks.append(Check("chain", True, chain_detail))
     except CheckFailed as exc:
         fail("chain", str(exc))
@@ -437,21 +439,49 @@ def _check_criteria(store: Store, body: CommitBody, ev: Evidence, earlier: list[
                                    "finding(s)")
 
 
-def _check_chain(store: Store, run: str, seq: int, commit: SignedCommit) -> tuple[str, list[SignedCommit]]:
-    slots = slot_numbers(store)
-    if seq >= len(slots) or slots[: seq + 1] != list(range(seq + 1)):
-        raise CheckFailed(f"chain: slots 0..{seq} are not all present")
+@dataclass(frozen=True)
+class Since:
+    """Verify the chain back to a checkpoint the auditor trusts instead of the genesis: the signed head they kept,
+    and the proof (carried by a bundle) that the run's commit log extends it."""
+
+    checkpoint: SignedCommit
+    proof: ConsistencyProof
+
+
+def _check_chain(store: Store, run: str, seq: int, commit: SignedCommit, since: Since | None = None,
+                 trusted: Sequence[PublicKey] = ()) -> tuple[str, list[SignedCommit]]:
+    first = 0 if since is None else since.checkpoint.body.seq
+    if first > seq:
+        raise CheckFailed(f"chain: the checkpoint (#{first}) is newer than the run's commit (#{seq})")
+    slots = [s for s in slot_numbers(store) if s >= first]
+    if slots[: seq + 1 - first] != list(range(first, seq + 1)):
+        raise CheckFailed(f"chain: slots {first}..{seq} are not all present")
     digests: list[bytes] = []
     earlier: list[SignedCommit] = []
     prev: bytes | None = None
-    for s in range(seq + 1):
+    if since is not None:
+        cp = since.checkpoint
+        base = commit if first == seq else read_slot(store, first)
+        if base.digest != cp.digest:
+            raise CheckFailed(f"chain: slot {first} holds commit {_short(base.digest)}, not the checkpoint's "
+                              f"{_short(cp.digest)} (a checkpoint from another ledger, or a rewritten chain)")
+        p = since.proof
+        if p.old.digest != cp.digest or p.new.digest != commit.digest:
+            raise CheckFailed("chain: the bundle's consistency proof is not from the checkpoint to this commit")
+        try:
+            verify_consistency_proof(p, list(trusted))
+        except CheckFailed as exc:
+            raise CheckFailed(f"chain: consistency from checkpoint #{first}: {exc}") from None
+    for s in range(first, seq + 1):
         c = commit if s == seq else read_slot(store, s)
         if s < seq:
             earlier.append(c)
         b = c.body
         if b.seq != s:
             raise CheckFailed(f"chain: commit in slot {s} says seq {b.seq}")
-        if b.parent != prev:
+        if s == first and since is not None:
+            pass  # the checkpoint is trusted as it is (its digest was compared); its parent lies before the bundle
+        elif b.parent != prev:
             if prev is None:
                 raise CheckFailed(f"chain: commit slot 0 (commit {_short(c.digest)}) has a parent; the genesis "
                                   "commit has none")
@@ -461,6 +491,10 @@ def _check_chain(store: Store, run: str, seq: int, commit: SignedCommit) -> tupl
             raise CheckFailed(f"chain: run {run} is sealed twice (#{s} and #{seq})")
         prev = c.digest
         digests.append(c.digest)
+    if since is not None:
+        hashes = len(since.proof.consistency) + len(since.proof.inclusion)
+        return (f"{seq + 1 - first} commit(s) linked back to the trusted checkpoint #{first}; its log extends the "
+                f"checkpoint's ({hashes} hashes)", earlier)
     want = root_from_leaf_hashes(LOG_HASHER, [LOG_HASHER.leaf(d) for d in digests[:seq]])
     if commit.body.log_root != want:
         raise CheckFailed(f"chain: commit {_short(commit.digest)} commits to a log root that does not match "

@@ -151,3 +151,54 @@ def test_unknown_entries_are_refused(sealed: Cli) -> None:
         out.write_bytes(_HEAD.pack(MAGIC, len(h)) + h + data)
         line = assert_error(c("verify", "r1", "--bundle", out, "--trust", c.pub), 1)
         assert "unexpected entry" in line and key in line, line
+
+
+def test_bundle_since_a_checkpoint(sealed: Cli, tmp_path: Path) -> None:
+    """An auditor who kept a checkpoint gets a bundle whose chain starts there (plus the proof that the run's log
+    extends it) instead of every commit back to the genesis; they verify it against their own checkpoint."""
+    c = sealed
+    kept = c.tmp / "kept.cp"
+    c.ok("checkpoint", "-o", kept)  # head = r1 (#1)
+    for i in range(4):
+        c.ok("record", f"later-{i}", "--kind", "summary", f'{{"n": {i}}}')
+        c.ok("seal", f"later-{i}", "--key", c.key)
+    out = c.tmp / "since.bundle"
+    c.ok("export", "later-3", "-o", out, "--since", kept)
+    bs = BundleStore(str(out))
+    assert bs.since is not None and bs.size("chain/" + "0" * 20) is None, "the bundle holds the genesis"
+    bs.close()
+    away = offline(c, out)
+    shutil.copy(kept, away / "kept.cp")
+    j = c.json("verify", "later-3", "--bundle", away / "since.bundle", "--trust", away / "sealer.pub",
+               "--checkpoint", away / "kept.cp")
+    chain = next(x for x in j["checks"] if x["name"] == "chain")
+    assert j["ok"] and "5 commit(s) linked back to the trusted checkpoint #1" in chain["detail"], j
+    # without the checkpoint it cannot be checked back to anything the auditor trusts: a usage error
+    assert_error(c("verify", "later-3", "--bundle", away / "since.bundle", "--trust", away / "sealer.pub"), 2,
+                 mentions="--checkpoint")
+    assert_error(c("verify", "later-3", "--trust", away / "sealer.pub", "--checkpoint", away / "kept.cp"), 2)
+
+
+def test_checkpoint_from_another_ledger(sealed: Cli, tmp_path: Path) -> None:
+    c = sealed
+    (tmp_path / "other").mkdir()
+    other = Cli(tmp_path / "other")
+    other.ok("init")
+    other.key.parent.mkdir(parents=True)
+    other.ok("keys", "generate", "--out", other.key)
+    for i in range(3):
+        other.ok("record", f"o{i}", "--kind", "summary", '{"n": 1}')
+        other.ok("seal", f"o{i}", "--key", other.key)
+    foreign = other.tmp / "foreign.cp"
+    other.ok("checkpoint", "-o", foreign)
+    # another ledger's head #2 against this ledger (head #1): newer than the run, refused as a usage error
+    assert_error(c("export", "r1", "-o", c.tmp / "x.bundle", "--since", foreign), 2)
+    c.ok("record", "r2", "--kind", "summary", '{"n": 2}')
+    c.ok("seal", "r2", "--key", c.key)
+    c.ok("record", "r3", "--kind", "summary", '{"n": 3}')
+    c.ok("seal", "r3", "--key", c.key)
+    line = assert_error(c("export", "r3", "-o", c.tmp / "x.bundle", "--since", foreign), 1)
+    assert "another ledger" in line, line
+    assert not (c.tmp / "x.bundle").exists()
+    line = assert_error(c("consistency", foreign), 1)
+    assert "another ledger" in line, line
