@@ -84,8 +84,12 @@ def main(ctx: click.Context, store: str | None) -> None:
     \b
     Operator:  ledger init; ledger keys generate --out sealer.key
                ledger add RUN out/ ; ledger record RUN --kind summary '{"ingested": 10}'
-               ledger seal RUN --key sealer.key
+               ledger check RUN --policy nightly.toml
+               ledger seal RUN --key sealer.key --policy nightly.toml
     Auditor:   ledger verify RUN --trust sealer.key.pub ; ledger show RUN ; ledger log
+               ledger prove RUN ITEM -o item.proof ; ledger verify-proof item.proof --trust sealer.key.pub
+               ledger export RUN -o run.bundle ; ledger verify RUN --bundle run.bundle --trust sealer.key.pub
+               ledger checkpoint -o head.cp ; later: ledger consistency head.cp | ledger verify-consistency - ...
     """
     ctx.ensure_object(dict)
     ctx.obj["store"] = store
@@ -628,7 +632,8 @@ def verify_consistency_cmd(proof_file: str, trust: tuple[str, ...], as_json: boo
 @main.command()
 @click.option("--keep", is_flag=True, help="Keep the temporary store and print its path.")
 def demo(keep: bool) -> None:
-    """A complete example on a temporary local store: add, seal, verify, tamper, verify fails."""
+    """A realistic example on a temporary local store: three nightly runs with receipts, offsets, a reconciling
+    summary and artifacts, sealed under a closure policy; a gap refused; a secret refused; tampering caught."""
     from .demo import run_demo
 
     sys.exit(run_demo(keep))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from .digests import Digest, content_digest, new_content_hasher
+from .digests import Digest, content_digest, hash_stream, new_content_hasher
 from .errors import Contention, LedgerError, NotFound, Refused, StorageError, UsageError
 from .kinds import (
     MAX_RECORD_BYTES,
@@ -187,6 +187,7 @@ class _Stager:
         self.scanner = scanner  # None: no secret scanning (only internal callers that store no evidence)
         self.waivers: list[Waived] = []  # waived secret findings of the items this call binds
         self._queue: list[tuple[str, str, bytes]] = []  # small items awaiting their batch's secret scan
+        self._pending_waivers: list[Waived] = []  # waived findings of the large file being scanned
         self._queued = 0
         self._batches: dict[str, Batch] = {}
         self.existing = staged_items(store, run, self._batches)
@@ -239,26 +240,91 @@ class _Stager:
 
     def _scan_file(self, name: str, f: BinaryIO, size: int) -> tuple[list[Waived], Digest, int]:
         """Scan a large file for secrets, hashing the bytes scanned: whatever is stored afterwards must hash the
-        same, so a file that changes between the scan and the copy is refused rather than stored unscanned."""
-        from .secrets import SecretFound
+        same, so a file that changes between the scan and the copy is refused rather than stored unscanned.
+
+        Fast path: the prefilter (a superset of every detector, never matching across a newline) runs over
+        newline-aligned chunks on two threads -- RE2 releases the GIL -- while this thread reads and hashes. Only
+        a chunk that may hold a finding is scanned the exact way, with the item's own line numbers and the
+        allow-list; a line longer than several chunks sends the whole file to the sequential scan."""
+        from concurrent.futures import ThreadPoolExecutor
 
         hasher = new_content_hasher(size)
-        scan = self.scanner.stream(name) if self.scanner is not None else None
         total = 0
-        try:
+        scanner = self.scanner
+        if scanner is None:
+            digest, total = hash_stream(f, size)
+            f.seek(0)
+            return [], digest, total
+        carry = b""
+        line = 1  # the line number of the carry's first byte
+        pieces: list[tuple[int, bytes, Future[list[tuple[int, int]]]]] = []
+        exact = False
+        with ThreadPoolExecutor(2, thread_name_prefix="ledger-scan") as pool:
             while True:
                 chunk = f.read(SCAN_CHUNK)
                 if not chunk:
                     break
                 hasher.update(chunk)
                 total += len(chunk)
-                if scan is not None:
-                    scan.update(chunk)
-            waived = [_waived(w) for w in scan.finish()] if scan is not None else []
+                if exact:
+                    continue
+                cut = chunk.rfind(b"\n")
+                if cut < 0:
+                    carry += chunk
+                    exact = len(carry) > 4 * SCAN_CHUNK  # a very long line: leave it to the exact scan
+                    continue
+                piece, carry = carry + chunk[:cut + 1], chunk[cut + 1:]
+                pieces.append((line, piece, pool.submit(scanner.candidate_lines, piece)))
+                line += piece.count(b"\n")
+                if len(pieces) > 4:  # keep memory bounded: settle the oldest pieces as we go
+                    self._settle(pieces, name)
+            if carry and not exact:
+                pieces.append((line, carry, pool.submit(scanner.candidate_lines, carry)))
+            while pieces and not exact:
+                self._settle(pieces, name)
+        f.seek(0)
+        if exact:
+            self._pending_waivers = []
+            waived = self._scan_exact(name, f)
+            f.seek(0)
+            return waived, Digest(hasher.digest()), total
+        waived, self._pending_waivers = self._pending_waivers, []
+        return waived, Digest(hasher.digest()), total
+
+    def _settle(self, pieces: list[tuple[int, bytes, Future[list[tuple[int, int]]]]], name: str) -> None:
+        """Resolve the oldest piece: clean, or scanned exactly with the item's own line numbers (its waived
+        findings kept for the item; an un-waived one refuses the item)."""
+        from .secrets import SecretFound
+
+        assert self.scanner is not None
+        first, piece, fut = pieces.pop(0)
+        candidates = fut.result()
+        if not candidates:
+            return
+        try:
+            # Only the candidate lines: each scanned exactly, as a line of the item, with its own line number.
+            counted, line = 0, first
+            for start, end in candidates:
+                line += piece.count(b"\n", counted, start)
+                counted = start
+                self._pending_waivers += [_waived(w) for w in self.scanner.check_lines(name, piece[start:end], line)]
         except SecretFound as exc:
             raise Refused(f"run {self.run}: {exc}") from None
-        f.seek(0)
-        return waived, Digest(hasher.digest()), total
+
+    def _scan_exact(self, name: str, f: BinaryIO) -> list[Waived]:
+        from .secrets import SecretFound
+
+        assert self.scanner is not None
+        scan = self.scanner.stream(name)
+        try:
+            while True:
+                chunk = f.read(SCAN_CHUNK)
+                if not chunk:
+                    break
+                scan.update(chunk)
+            return [_waived(w) for w in scan.finish()]
+        except SecretFound as exc:
+            raise Refused(f"run {self.run}: {exc}") from None
 
     def add_bytes(self, name: str, kind: str, data: bytes) -> None:
         if kind in TYPED_KINDS and len(data) > MAX_RECORD_BYTES:

@@ -630,6 +630,32 @@ class Scanner:
     def stream(self, item: str) -> ItemScan:
         return ItemScan(item, self.allow)
 
+    def check_lines(self, item: str, data: bytes, first_line: int) -> list[Waiver]:
+        """:meth:`check_bytes` for whole lines of a larger item that start at line ``first_line``: findings carry
+        the item's own line numbers, so the allow-list applies as it would to the whole item."""
+        scan = self.stream(item)
+        scan._line = first_line
+        scan.update(data)
+        return scan.finish()
+
+    def candidate_lines(self, data: bytes) -> list[tuple[int, int]]:
+        """The (start, end) byte ranges of the lines of ``data`` the prefilter matches, end including the newline:
+        the only lines that can hold a finding."""
+        out: list[tuple[int, int]] = []
+        pos = 0
+        pre = _prefilter()
+        while True:
+            m = pre.search(data, pos)
+            if m is None:
+                return out
+            start = data.rfind(b"\n", 0, m.start()) + 1
+            nl = data.find(b"\n", m.end())
+            end = len(data) if nl < 0 else nl + 1
+            out.append((start, end))
+            pos = end
+            if pos >= len(data):
+                return out
+
     def clean(self, data: bytes) -> bool:
         """True when no line of ``data`` can hold a finding: the prefilter, a superset of every detector, matches
         nothing. Its patterns never span a newline and anchor on line starts (``(?m:^)``), so many small items

@@ -363,6 +363,23 @@ def test_verify_from_s3_alone_after_local_teardown(s3: S3Server, tmp_path: Path)
     assert [list(d.iterdir()) for d in fresh.values()] == [[], [], []], "the auditor's commands wrote local files"
 
 
+def test_bundle_exported_from_s3_verifies_after_the_bucket_prefix_is_gone(s3: S3Server, tmp_path: Path) -> None:
+    """Export a run sealed on S3 to a bundle, delete every object under the prefix, verify from the bundle alone."""
+    cli = S3Cli(s3, tmp_path, "bundled").setup()
+    make_data(tmp_path / "data")
+    cli.ok("add", "r1", tmp_path / "data")
+    cli.ok("seal", "r1", "--key", cli.key)
+    out = tmp_path / "r1.bundle"
+    cli.ok("export", "r1", "-o", out)
+    bucket, prefix = split_url(cli.url)
+    c = client(s3)
+    for key in listing(s3, cli.url):
+        c.delete_object(Bucket=bucket, Key=f"{prefix}/{key}")
+    assert listing(s3, cli.url) == {}
+    r = cli("verify", "r1", "--bundle", out, "--trust", cli.pub)
+    assert r.code == 0 and r.out.splitlines()[-1] == "run r1: verified", str(r)
+
+
 # --- 3. tampering on S3 --------------------------------------------------------------------------------------------
 
 def flip(data: bytes, at: int | None = None) -> bytes:

@@ -117,3 +117,33 @@ def test_allow_list_errors_are_usage_errors(cli: Cli, tmp_path: Path) -> None:
     line = assert_error(cli("add", "r1", f, "--allow-secrets", bad), 2)
     assert "allow.toml" in line, line
     assert_error(cli("add", "r1", f, "--allow-secrets", tmp_path / "missing.toml"), 2)
+
+
+@pytest.mark.parametrize("where", ["first-line", "middle", "chunk-boundary", "last-line-no-newline"])
+def test_secret_in_a_large_file_is_refused_with_its_line(cli: Cli, tmp_path: Path, where: str) -> None:
+    """Large files take the parallel prefilter path; a hit falls back to the exact scan, which names the line."""
+    secret = next(s for s in CORPUS if s.name == "GitHub token")
+    filler = b"2026-11-26T01:02:03Z INFO worker processed batch rows=150 status=ok\n"
+    lines_before = {"first-line": 0, "middle": 150_000, "chunk-boundary": (8 << 20) // len(filler),
+                    "last-line-no-newline": 300_000}[where]
+    data = filler * lines_before + secret.text.encode() + (b"" if where == "last-line-no-newline" else b"\n")
+    if where != "last-line-no-newline":
+        data += filler * 50_000
+    f = tmp_path / "big.log"
+    f.write_bytes(data)
+    line = assert_error(cli("add", "r1", f), 6)
+    assert f"item big.log: line {lines_before + 1}:" in line and "GitHub Token" in line, line
+    assert secret.value.encode() not in every_file_bytes(cli.store)
+
+
+def test_large_clean_and_large_waived_files_are_added(cli: Cli, tmp_path: Path) -> None:
+    clean = tmp_path / "clean.log"
+    clean.write_bytes(b"2026-11-26 INFO ok\n" * 200_000)
+    cli.ok("add", "r1", clean)
+    token = "ghp_" + "Z9k" * 12
+    waived = tmp_path / "fixtures.log"
+    waived.write_bytes(b"noise line\n" * 200_000 + f"{token}\n".encode())
+    allow = write(tmp_path / "allow.toml", '[[allow]]\nitem = "fixtures.log"\nreason = "test fixture"\n')
+    cli.ok("add", "r1", waived, "--allow-secrets", allow)
+    seal = cli.json("seal", "r1", "--key", cli.key)
+    assert [(w["item"], w["line"]) for w in seal["waivers"]] == [("fixtures.log", 200_001)], seal["waivers"]
