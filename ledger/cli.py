@@ -18,7 +18,7 @@ import click
 from . import __version__
 from .api import Ledger
 from .closure import Assessment, NotReady
-from .errors import LedgerError, NotFound, StorageError, UsageError
+from .errors import DecodeError, LedgerError, NotFound, StorageError, UsageError
 from .keys import generate_keyfile, load_public_key, load_signing_key
 from .names import KINDS, RECORD_KINDS
 from .objects import MAX_LOCK_DAYS, StoreLock
@@ -501,10 +501,16 @@ def verify_proof_cmd(proof_file: str, trust: tuple[str, ...], content: str | Non
     click.echo(f"proof verified: item {res.item.name} of run {res.run}")
 
 
+MAX_INPUT = 1 << 24  # proofs and checkpoints are a few KiB; nothing larger is read
+
+
 def _read_input(path: str, what: str) -> bytes:
     try:
         with (open(path, "rb") if path != "-" else sys.stdin.buffer) as f:  # noqa: SIM115
-            return f.read(1 << 24)
+            data = f.read(MAX_INPUT + 1)
+            if len(data) > MAX_INPUT:
+                raise DecodeError(f"{what} {path}: larger than any {what} can be (over {MAX_INPUT} bytes)")
+            return data
     except FileNotFoundError:
         raise NotFound(f"{what} {path}: no such file") from None
     except OSError as exc:

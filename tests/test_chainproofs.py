@@ -166,3 +166,20 @@ def test_replay_reports_joins_with_exact_ranges(cli: Cli) -> None:
     cli.ok("seal", "open", "--key", cli.key)
     r = cli("replay", "open", "--json")
     assert r.code == 0 and json.loads(r.out)["anchors"] == [], str(r)
+
+
+def test_oversized_and_garbage_inputs_are_one_line(cli: Cli) -> None:
+    offsets(cli, "a", 0, 1)
+    big = cli.tmp / "huge.proof"
+    with open(big, "wb") as f:
+        f.truncate((1 << 24) + 1)
+    for cmd in (["verify-proof", big, "--trust", cli.pub], ["verify-consistency", big, "--trust", cli.pub],
+                ["consistency", big]):
+        line = assert_error(cli(*cmd), 1)
+        assert "larger than any" in line, line
+    garbage = cli.tmp / "garbage.bin"
+    garbage.write_bytes(b"\x00\xffnot a proof")
+    for cmd in (["verify-proof", garbage, "--trust", cli.pub], ["verify-consistency", garbage, "--trust", cli.pub],
+                ["consistency", garbage], ["export", "a", "-o", cli.tmp / "b.bundle", "--since", garbage]):
+        assert_error(cli(*cmd), 1)
+    assert not (cli.tmp / "b.bundle").exists()
