@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING
 
 from .chain import ChainEntry, ChainView, find_commit, iter_chain
 from .chainproofs import Checkpoint, ConsistencyProof, checkpoint, prove_consistency
-from .closure import Assessment, SealResult, check, earlier_anchors, require_store, seal
+from .closure import Assessment, SealResult, check, require_store, seal
 from .errors import CheckFailed, Contention, ForeignObject, NotFound, StorageError, UsageError
-from .evidence import AddResult, add_paths, apply_lock, record, staged_items
+from .evidence import AddResult, add_paths, apply_lock, record, require_run, staged_items
 from .keys import PublicKey, SigningKey
 from .layout import CONFIG, marker_key, sealing_key
 from .names import check_name, check_run_id
 from .objects import ItemEntry, StoreConfig, StoreLock
 from .packs import ContentIndex
-from .policy import Policy, load_policies
+from .policy import Policy, commit_ends, load_policies
 from .proofs import InclusionProof, prove
 from .storage import Store, as_s3, open_store
 from .verify import SealedRun, VerifyResult, open_sealed, verify
@@ -171,7 +171,7 @@ class Ledger:
         s.index.close()
         view = ChainView(self.store)
         view.refresh()
-        ends = earlier_anchors(view.entries[: s.seq])
+        ends = commit_ends(e.commit.body for e in view.entries[: s.seq])
         out = []
         for g, t, p, start, end in s.commit.body.anchors:
             prev = ends.get((g, t, p))
@@ -236,8 +236,7 @@ class Ledger:
             except NotFound:
                 pass
         staged = staged_items(self.store, run)
-        if not staged and not next(iter(self.store.list(f"runs/{run}/")), None):
-            raise NotFound(f"run {run}: no such run")
+        require_run(self.store, run, staged)
         return RunItems(run, False, sorted((s.entry for s in staged.values()), key=lambda e: e.name.encode()))
 
     def read(self, run: str, name: str) -> bytes:

@@ -18,13 +18,13 @@ from . import encoding
 from .chain import ChainEntry, ChainView
 from .digests import FORMAT, Digest, content_digest
 from .errors import CheckFailed, Contention, NotFound, Refused, StorageError
-from .evidence import _require_store, staged_batch_keys, staged_items
+from .evidence import _require_store, require_run, staged_batch_keys, staged_items
 from .keys import SigningKey
 from .kinds import Offsets
 from .layout import marker_key, node_pack_ids, policy_key, sealing_key, slot_key
 from .objects import NONCE_BYTES, Batch, CommitBody, ItemEntry, Marker, SignedCommit, StagedItem, Waived
 from .packs import MAX_PACK_BYTES, ContentIndex, encode_index, index_key, index_records, loose_key, pack_key
-from .policy import Anchor, Criterion, Evidence, Policy, anchors, build_evidence, evaluate, previous_ends
+from .policy import Criterion, Evidence, Policy, anchors, build_evidence, commit_ends, evaluate
 from .storage import Store, Upload
 from .tree import TreeBuilder, walk
 
@@ -126,16 +126,10 @@ def staged_evidence(store: Store, staged: dict[str, StagedItem]) -> Evidence:
         index.close()
 
 
-def earlier_anchors(entries: list[ChainEntry]) -> dict[tuple[str, str, int], Anchor]:
-    return previous_ends([(e.seq, e.commit.body.run, [Offsets(*a) for a in e.commit.body.anchors])
-                          for e in entries])
-
-
 def assess(store: Store, run: str, staged: dict[str, StagedItem], policy: Policy | None,
            earlier: list[ChainEntry], waivers: list[Waived]) -> Assessment:
     ev = staged_evidence(store, staged)
-    criteria = evaluate(policy, ev, earlier_anchors(earlier))
-    criteria.insert(1, content_present(store, staged))
+    criteria = evaluate(policy, ev, commit_ends(e.commit.body for e in earlier), content_present(store, staged))
     return Assessment(run, criteria, anchors(ev), policy, waivers, ev)
 
 
@@ -165,8 +159,7 @@ def check(store: Store, run: str, policy: Policy | None) -> Assessment:
         raise _sealed_error(run, done.seq, done.digest)
     batches: dict[str, Batch] = {}
     staged = staged_items(store, run, batches)
-    if not staged and next(iter(store.list(f"runs/{run}/")), None) is None:
-        raise NotFound(f"run {run}: no such run")
+    require_run(store, run, staged)
     return assess(store, run, staged, policy, view.entries, staged_waivers(staged, batches))
 
 
@@ -247,12 +240,10 @@ def _marker_for(store: Store, run: str, entry: ChainEntry, staged: dict[str, Sta
 
 def _cleanup(store: Store, run: str, batch_keys: list[str]) -> None:
     """Best effort: the marker is written, so the seal has completed; leftovers are harmless garbage."""
-    try:
+    with contextlib.suppress(StorageError):
         for key in batch_keys:
             store.delete(key)
         store.delete(sealing_key(run))
-    except StorageError:
-        pass
 
 
 def _unfence(store: Store, run: str) -> None:
@@ -301,8 +292,7 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
         batches: dict[str, Batch] = {}  # batches never change: the re-read after the fence decodes only new ones
         try:
             staged = staged_items(store, run, batches)
-            if not staged and next(iter(store.list(f"runs/{run}/")), None) is None:
-                raise NotFound(f"run {run}: no such run")
+            require_run(store, run, staged)
             report = assess(store, run, staged, policy, view.entries, staged_waivers(staged, batches))
             if not report.ok:
                 raise NotReady(run, report.criteria)
@@ -366,8 +356,8 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
             if seq != evaluated_at and policy is not None and policy.continuity and report.evidence is not None:
                 # Runs sealed meanwhile may have moved a stream's end: continuity is judged against the chain as it
                 # stands below our slot, so re-evaluate (evaluation is pure; the evidence is already read).
-                criteria = evaluate(policy, report.evidence, earlier_anchors(view.entries))
-                criteria.insert(1, report.criteria[1])
+                criteria = evaluate(policy, report.evidence, commit_ends(e.commit.body for e in view.entries),
+                                    report.criteria[1])
                 report = Assessment(run, criteria, report.anchors, policy, report.waivers, report.evidence)
                 evaluated_at = seq
                 if not report.ok:
@@ -377,7 +367,7 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
             body = CommitBody(run=run, seq=seq, parent=None if head is None else head.digest, root=root,
                               count=builder.count, total_bytes=builder.bytes, time_ms=clock(), key=key.public.key_id,
                               log_size=seq, log_root=view.log_root(seq), nonce=nonce,
-                              anchors=tuple((a.group, a.topic, a.partition, a.start, a.end) for a in report.anchors),
+                              anchors=tuple(tuple(a.to_value()) for a in report.anchors),
                               policy=policy.digest if policy is not None else None,
                               criteria=tuple((c.name, c.ok, c.detail) for c in report.criteria),
                               waivers=tuple(report.waivers))

@@ -8,9 +8,10 @@ with the same content is a no-op, with different content it is refused (exit 6).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -26,7 +27,7 @@ from .kinds import (
     parse_records,
     validate,
 )
-from .layout import CONFIG, batch_key, batch_seq, is_immutable, marker_key, sealing_key, staged_prefix
+from .layout import CONFIG, batch_key, batch_seq, is_immutable, marker_key, run_prefix, sealing_key, staged_prefix
 from .names import RECORD_KINDS, check_kind, check_name, check_run_id
 from .objects import Batch, ItemEntry, StagedItem, StoreConfig, Waived
 from .packs import LOOSE_MIN, ContentIndex, PackWriter, loose_key
@@ -106,6 +107,12 @@ def staged_items(store: Store, run: str, cache: dict[str, Batch] | None = None,
 
 def staged_batch_keys(store: Store, run: str) -> list[str]:
     return list(store.list(staged_prefix(run)))
+
+
+def require_run(store: Store, run: str, staged: dict[str, StagedItem]) -> None:
+    """NotFound (exit 3) unless the run exists: it has staged items, or anything at all under its prefix."""
+    if not staged and next(iter(store.list(run_prefix(run))), None) is None:
+        raise NotFound(f"run {run}: no such run")
 
 
 def check_open(store: Store, run: str) -> None:
@@ -231,12 +238,8 @@ class _Stager:
         """Refuse content holding a secret (exit 6) before any byte of it is stored; the waived findings."""
         if self.scanner is None:
             return []
-        from .secrets import SecretFound
-
-        try:
+        with self._refusing():
             return [_waived(w) for w in self.scanner.check_bytes(name, data)]
-        except SecretFound as exc:
-            raise Refused(f"run {self.run}: {exc}") from None
 
     def _scan_file(self, name: str, f: BinaryIO, size: int) -> tuple[list[Waived], Digest, int]:
         """Scan a large file for secrets, hashing the bytes scanned: whatever is stored afterwards must hash the
@@ -294,35 +297,37 @@ class _Stager:
     def _settle(self, pieces: list[tuple[int, bytes, Future[list[tuple[int, int]]]]], name: str) -> None:
         """Resolve the oldest piece: clean, or scanned exactly with the item's own line numbers (its waived
         findings kept for the item; an un-waived one refuses the item)."""
-        from .secrets import SecretFound
-
         assert self.scanner is not None
         first, piece, fut = pieces.pop(0)
         candidates = fut.result()
         if not candidates:
             return
-        try:
+        with self._refusing():
             # Only the candidate lines: each scanned exactly, as a line of the item, with its own line number.
             counted, line = 0, first
             for start, end in candidates:
                 line += piece.count(b"\n", counted, start)
                 counted = start
                 self._pending_waivers += [_waived(w) for w in self.scanner.check_lines(name, piece[start:end], line)]
-        except SecretFound as exc:
-            raise Refused(f"run {self.run}: {exc}") from None
 
     def _scan_exact(self, name: str, f: BinaryIO) -> list[Waived]:
-        from .secrets import SecretFound
-
         assert self.scanner is not None
         scan = self.scanner.stream(name)
-        try:
+        with self._refusing():
             while True:
                 chunk = f.read(SCAN_CHUNK)
                 if not chunk:
                     break
                 scan.update(chunk)
             return [_waived(w) for w in scan.finish()]
+
+    @contextlib.contextmanager
+    def _refusing(self) -> Iterator[None]:
+        """A secret found in this call's evidence refuses it (exit 6), the message naming the run."""
+        from .secrets import SecretFound
+
+        try:
+            yield
         except SecretFound as exc:
             raise Refused(f"run {self.run}: {exc}") from None
 

@@ -297,6 +297,7 @@ class Offsets:
         return f"{g}{self.topic}[{self.partition}]"
 
     def to_value(self) -> list[Any]:
+        """The commit's form of this range (objects.md: ``anchors``); ``Offsets(*value)`` reads it back."""
         return [self.group, self.topic, self.partition, self.start, self.end]
 
     @classmethod

@@ -23,7 +23,7 @@ from .encoding import Value, check_fields
 from .errors import DecodeError, LedgerError, StorageError, UsageError
 from .kinds import _TOPIC_RE, MAX_COUNT, MAX_RECORD_BYTES, TYPED_KINDS, Offsets
 from .names import KINDS
-from .objects import ItemEntry
+from .objects import CommitBody, ItemEntry
 
 MAX_PARTITIONS = 100_000
 RULES = ("include", "min", "artifacts", "topics", "reconcile", "continuity")
@@ -327,10 +327,15 @@ def _shown(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(names[:MAX_SHOWN])
 
 
-def evaluate(policy: Policy | None, ev: Evidence, previous: Mapping[tuple[str, str, int], Anchor]) -> list[Criterion]:
+def evaluate(policy: Policy | None, ev: Evidence, previous: Mapping[tuple[str, str, int], Anchor],
+             present: Criterion | None = None) -> list[Criterion]:
     """Every criterion, built-in first, then the policy's in a fixed order. ``previous`` maps each stream to the
-    end sealed for it by the latest earlier run that has it (from the chain's anchors)."""
+    end sealed for it by the latest earlier run that has it (from the chain's anchors). ``present`` is the
+    ``content-present`` outcome, which only the caller can judge (the sealer over its staging area, a verifier by its
+    own content step); it comes second."""
     out = [Criterion("non-empty", ev.count > 0, f"{ev.count} item(s)", ())]
+    if present is not None:
+        out.append(present)
     typed = [n for k in TYPED_KINDS for n in ev.kinds.get(k, [])]
     n_typed = sum(ev.kind_counts.get(k, 0) for k in TYPED_KINDS)
     if ev.invalid:
@@ -472,6 +477,11 @@ def _continuity(topics: tuple[str, ...], offs: list[tuple[str, Offsets]],
     return Criterion("continuity", True, detail, _shown(looked))
 
 
+def commit_ends(bodies: Iterable[CommitBody]) -> dict[tuple[str, str, int], Anchor]:
+    """:func:`previous_ends` over earlier commit bodies (in chain order), from their sealed anchors."""
+    return previous_ends([(b.seq, b.run, [Offsets(*a) for a in b.anchors]) for b in bodies])
+
+
 def previous_ends(commits: Sequence[tuple[int, str, Sequence[Offsets]]]) -> dict[tuple[str, str, int], Anchor]:
     """From (seq, run, anchors) of earlier commits in chain order: each stream's latest sealed end."""
     out: dict[tuple[str, str, int], Anchor] = {}
@@ -489,9 +499,10 @@ class EvidenceBuilder:
         self.count = 0
         self.kind_counts: dict[str, int] = {}
         self.names: dict[str, list[str]] = {}
-        self.typed: list[ItemEntry] = []
+        self.typed: list[tuple[ItemEntry, bytes | None]] = []
 
-    def add(self, e: ItemEntry) -> None:
+    def add(self, e: ItemEntry, content: bytes | None = None) -> None:
+        """``content``, when given, is the item's bytes already checked against its digest (not read again)."""
         self.count += 1
         self.kind_counts[e.kind] = self.kind_counts.get(e.kind, 0) + 1
         names = self.names.setdefault(e.kind, [])
@@ -500,7 +511,7 @@ class EvidenceBuilder:
             names.sort(key=_utf8)
             del names[MAX_SHOWN:]
         if e.kind in TYPED_KINDS:
-            self.typed.append(e)
+            self.typed.append((e, content))
 
     def finish(self, read: Callable[[ItemEntry], bytes]) -> Evidence:
         """``read`` returns an item's checked content (it may raise; the failure makes the record invalid)."""
@@ -508,12 +519,12 @@ class EvidenceBuilder:
 
         records: list[Record] = []
         invalid: list[tuple[str, str]] = []
-        for e in self.typed:
+        for e, content in self.typed:
             if e.size > MAX_RECORD_BYTES:
                 invalid.append((e.name, f"{e.size} bytes: larger than a {e.kind} record can be"))
                 continue
             try:
-                value = load_record(e.kind, read(e), f"{e.kind} record")
+                value = load_record(e.kind, content if content is not None else read(e), f"{e.kind} record")
             except StorageError:
                 raise  # the store could not be read: exit 5, never a verdict about the evidence
             except LedgerError as exc:

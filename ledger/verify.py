@@ -20,12 +20,11 @@ from .digests import CTX_POLICY, Digest, content_digest, hash_file, hash_stream,
 from .errors import CheckFailed, LedgerError, NotFound, StorageError, UsageError
 from .evidence import staged_batch_keys
 from .keys import PublicKey
-from .kinds import Offsets
 from .layout import CONFIG, marker_key, policy_key, slot_key
 from .merkle import root_from_leaf_hashes
 from .objects import ChildEntry, CommitBody, ItemEntry, Marker, SignedCommit, StoreConfig
 from .packs import ContentIndex, index_key, loose_key, pack_key
-from .policy import Criterion, Evidence, EvidenceBuilder, Policy, anchors, evaluate, previous_ends
+from .policy import Criterion, Evidence, EvidenceBuilder, Policy, anchors, commit_ends, evaluate
 from .storage import Store, as_s3
 from .tree import TreeBuilder, _node_checked, walk, walk_leaves
 
@@ -168,22 +167,24 @@ def open_sealed(store: Store, run: str) -> SealedRun:
     return SealedRun(store, run, marker, seq, commit, index)
 
 
-def _check_content(store: Store, sealed: SealedRun, entry: ItemEntry) -> str | None:
-    """None when the stored content matches the entry, else why not."""
+def _check_content(store: Store, sealed: SealedRun, entry: ItemEntry) -> tuple[str | None, bytes | None]:
+    """(None, the bytes when they were read whole -- packed content) when the stored content matches the entry,
+    else (why not, None). Step 7 reuses the checked bytes of typed records instead of reading them again."""
     d = entry.blake3
+    data: bytes | None = None
     loc = sealed.index.locate(d)
     if loc is None:
         path = store.local_path(loose_key(d))
         try:
             if path is not None:
                 if not os.path.exists(path):
-                    return "content missing from the store"
+                    return "content missing from the store", None
                 got, size = hash_file(path)
             else:
                 with store.open_read(loose_key(d)) as f:
                     got, size = hash_stream(f, entry.size)
         except NotFound:
-            return "content missing from the store"
+            return "content missing from the store", None
         except OSError as exc:
             raise StorageError(f"{loose_key(d)}: {exc.strerror}") from None
         where = f"object {loose_key(d)}"
@@ -191,16 +192,16 @@ def _check_content(store: Store, sealed: SealedRun, entry: ItemEntry) -> str | N
         try:
             data = sealed.index.read_located(loc)
         except CheckFailed as exc:
-            return str(exc)
+            return str(exc), None
         except NotFound:
-            return f"content missing from the store (pack {loc[0]} is gone)"
+            return f"content missing from the store (pack {loc[0]} is gone)", None
         got, size = content_digest(data), len(data)
         where = f"pack {loc[0]}"
     if size != entry.size:
-        return f"content size mismatch in {where} (expected {entry.size} bytes, got {size})"
+        return f"content size mismatch in {where} (expected {entry.size} bytes, got {size})", None
     if got != d:
-        return f"content hash mismatch in {where} (expected {_short(d)}, got {_short(got)})"
-    return None
+        return f"content hash mismatch in {where} (expected {_short(d)}, got {_short(got)})", None
+    return None, data
 
 
 def verify(store: Store, run: str, trusted: list[PublicKey],
@@ -266,12 +267,12 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     try:
         for entry, encoded, leaf in walk_leaves(sealed.node, body.root):  # sealed.items(), with what it checked
             builder.add(entry, encoded, leaf)
-            problem = _check_content(store, sealed, entry) if content else None
+            problem, checked = _check_content(store, sealed, entry) if content else (None, None)
             if problem is not None:
                 bad.append(f"item {entry.name}: {problem}")
             elif loose is not None and sealed.index.locate(entry.blake3) is None:
                 loose.append(loose_key(entry.blake3))
-            evb.add(entry)
+            evb.add(entry, checked)
             done += 1
             if progress is not None and done % 1000 == 0:
                 progress(done, body.count)
@@ -401,13 +402,12 @@ def _check_criteria(store: Store, body: CommitBody, ev: Evidence, earlier: list[
             raise CheckFailed(f"sealed policy {key}: its bytes do not match the digest the commit names")
         policy = Policy.from_bytes(data, f"sealed policy {key}")
     try:
-        got = evaluate(policy, ev, previous_ends([(c.body.seq, c.body.run, [Offsets(*a) for a in c.body.anchors])
-                                                  for c in earlier]))
+        # content-present is the one criterion the sealer judged over its staging area; step 4 re-checks the
+        # content itself, so here it must simply be recorded, second and holding, like every re-evaluated one.
+        got = evaluate(policy, ev, commit_ends(c.body for c in earlier),
+                       Criterion("content-present", True, "checked by step 4"))
     except UsageError as exc:
         raise CheckFailed(f"the sealed policy cannot be evaluated over the sealed evidence: {exc}") from None
-    # content-present is the one criterion the sealer evaluated over its staging area; step 4 re-checks the content
-    # itself, so here it must simply be recorded, second and holding, like every re-evaluated one.
-    got.insert(1, Criterion("content-present", True, "checked by step 4"))
     sealed_criteria = list(body.criteria)
     want = [(c[0], c[1]) for c in sealed_criteria]
     have = [(c.name, c.ok) for c in got]
@@ -429,7 +429,7 @@ def _check_criteria(store: Store, body: CommitBody, ev: Evidence, earlier: list[
     failing = [c for c in got if not c.ok]
     if failing:
         raise CheckFailed(f"criterion {failing[0].name} does not hold ({failing[0].detail}), yet the run is sealed")
-    want_anchors = tuple((a.group, a.topic, a.partition, a.start, a.end) for a in anchors(ev))
+    want_anchors = tuple(tuple(a.to_value()) for a in anchors(ev))
     if want_anchors != body.anchors:
         raise CheckFailed(f"the commit's replay anchors ({len(body.anchors)}) are not the run's offsets records "
                           f"({len(want_anchors)})")

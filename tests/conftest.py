@@ -15,10 +15,12 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from s3server import start_server, stop_server
+from test_cli import HEX64, Cli
 
 ENDPOINT_ENV = "LEDGER_TEST_S3_ENDPOINT"
 
@@ -94,3 +96,14 @@ def aws_env(endpoint: str) -> dict[str, str]:
     """What a client of the loopback server needs: its endpoint and the (arbitrary) credentials moto accepts."""
     return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "ledger-test", "AWS_SECRET_ACCESS_KEY": "ledger-test",
             "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """A local store under tmp_path with a sealing key: the CLI tests' starting point (tests/test_cli.py's Cli)."""
+    c = Cli(tmp_path)
+    c.ok("init")
+    c.key.parent.mkdir()
+    r = c.ok("keys", "generate", "--out", c.key)
+    assert HEX64.fullmatch(r.out.strip())
+    return c

@@ -16,11 +16,8 @@ from ledger.bundle import BundleStore
 
 
 @pytest.fixture
-def sealed(tmp_path: Path) -> Cli:
-    c = Cli(tmp_path)
-    c.ok("init")
-    c.key.parent.mkdir()
-    c.ok("keys", "generate", "--out", c.key)
+def sealed(cli: Cli, tmp_path: Path) -> Cli:
+    c = cli
     d = tmp_path / "data"
     write(d / "a.csv", "id,v\n1,2\n")
     write(d / "sub/big.bin", os.urandom(1 << 20 | 7))  # a loose object

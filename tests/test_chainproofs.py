@@ -108,15 +108,6 @@ def test_checkpoint_round_trip_and_text(tmp_path: Path, key: SigningKey) -> None
 
 # --- CLI -----------------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    c = Cli(tmp_path)
-    c.ok("init")
-    c.key.parent.mkdir()
-    c.ok("keys", "generate", "--out", c.key)
-    return c
-
-
 def offsets(cli: Cli, run: str, start: int, end: int) -> None:
     cli.ok("record", run, "--kind", "offsets", json.dumps({"topic": "t", "partition": 0, "start": start, "end": end}))
     cli.ok("seal", run, "--key", cli.key)

@@ -141,16 +141,6 @@ def write(path: Path, data: bytes | str) -> Path:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    c = Cli(tmp_path)
-    c.ok("init")
-    c.key.parent.mkdir()
-    r = c.ok("keys", "generate", "--out", c.key)
-    assert HEX64.fullmatch(r.out.strip())
-    return c
-
-
-@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"
     write(d / "a.csv", "id,v\n1,2\n")

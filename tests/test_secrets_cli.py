@@ -18,11 +18,9 @@ GOOD_LINES = "2026-11-26T01:02:03Z INFO consumer committed offset 1234 for order
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    c = Cli(tmp_path)
-    c.ok("init")
-    c.key.parent.mkdir()
-    c.ok("keys", "generate", "--out", c.key)
+def cli(cli: Cli) -> Cli:
+    """The shared store and key (tests/conftest.py), with run r1 opened."""
+    c = cli
     c.ok("record", "r1", "--kind", "summary", '{"ingested": 1}')  # the run exists; refusals must add nothing
     return c
 
