@@ -452,13 +452,14 @@ def log(ctx: click.Context, as_json: bool) -> None:
 @click.option("-o", "--output", "output", metavar="FILE", help="Write the proof to FILE [default: stdout].")
 @click.pass_context
 def prove(ctx: click.Context, run: str, name: str, output: str | None) -> None:
-    """Write an inclusion proof for item NAME of sealed RUN: the item's entry, its path up the evidence tree
-    (about log2(n) hashes) and the signed closure commit. `ledger verify-proof` checks it with no store and no
-    network; hand it to an auditor together with the item's content, or alone."""
+    """Write an inclusion proof for item NAME of sealed RUN: the item's entry, its RFC 9162 audit path to the
+    commit's items root (at most log2(n) hashes) and the signed closure commit. `ledger verify-proof` checks it
+    with no store and no network; hand it to an auditor together with the item's content, or alone."""
     p = _ledger(ctx).prove(run, name)
     data = p.encode()
     _write_output(output, data)
-    _err(f"run {run}: item {name}: proof of {len(data)} bytes ({p.hashes} hashes over {len(p.steps)} level(s)), "
+    _err(f"run {run}: item {name}: proof of {len(data)} bytes (item {p.index + 1} of "
+         f"{p.commit.body.count}, {p.hashes} hashes), "
          f"commit b3:{p.commit.digest.hex()[:16]} (#{p.seq})" + (f" -> {output}" if output not in (None, "-")
                                                                    else ""))
 

@@ -335,6 +335,8 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
                 for name in sorted(staged):
                     builder.add(staged[name].entry)
                 root = builder.finish()
+                items_root = builder.items_root
+                assert items_root is not None
                 node_packs = nodes.finish(root)
             except BaseException:
                 nodes.abort()
@@ -365,7 +367,8 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
                         _unfence(store, run)
                     raise NotReady(run, report.criteria)
             body = CommitBody(run=run, seq=seq, parent=None if head is None else head.digest, root=root,
-                              count=builder.count, total_bytes=builder.bytes, time_ms=clock(), key=key.public.key_id,
+                              items_root=items_root, count=builder.count,
+                              total_bytes=builder.bytes, time_ms=clock(), key=key.public.key_id,
                               log_size=seq, log_root=view.log_root(seq), nonce=nonce,
                               anchors=tuple(tuple(a.to_value()) for a in report.anchors),
                               policy=policy.digest if policy is not None else None,

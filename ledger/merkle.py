@@ -84,6 +84,40 @@ def root_from_leaf_hashes(hasher: Hasher, leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+class RootAccumulator:
+    """MTH over leaf hashes pushed one at a time, in O(log n) memory: the compact range of perfect subtrees.
+
+    Pushing leaf n merges the subtrees its binary carry completes (amortised one node hash per leaf); the root
+    folds what remains from the right, which is RFC 9162's left-balanced split. Used where leaves stream past
+    (sealing and verifying a run's items) and a list of all of them would be the only other way.
+    """
+
+    __slots__ = ("hasher", "size", "_stack", "_node")
+
+    def __init__(self, hasher: Hasher, node: Callable[[bytes, bytes], bytes] | None = None) -> None:
+        """``node``, when given, must compute ``hasher.node`` (a caller's inlined version of it)."""
+        self.hasher = hasher
+        self.size = 0
+        self._stack: list[bytes] = []
+        self._node = hasher.node if node is None else node
+
+    def push(self, leaf_hash: bytes) -> None:
+        h, n, stack, node = leaf_hash, self.size, self._stack, self._node
+        while n & 1:
+            h = node(stack.pop(), h)
+            n >>= 1
+        stack.append(h)
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return self.hasher.empty()
+        r = self._stack[-1]
+        for h in reversed(self._stack[:-1]):
+            r = self.hasher.node(h, r)
+        return r
+
+
 def root(hasher: Hasher, data: Sequence[bytes]) -> bytes:
     """MTH over raw leaf data."""
     return root_from_leaf_hashes(hasher, [hasher.leaf(d) for d in data])

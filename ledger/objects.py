@@ -120,6 +120,7 @@ class CommitBody:
     seq: int
     parent: Digest | None
     root: Digest
+    items_root: Digest  # RFC 9162 root over every item's leaf hash in name order: what inclusion proofs lead to
     count: int
     total_bytes: int
     time_ms: int
@@ -137,8 +138,9 @@ class CommitBody:
 
     def to_value(self) -> dict[str, Value]:
         return {"anchors": [list(a) for a in self.anchors], "bytes": self.total_bytes, "count": self.count,
-                "criteria": [list(c) for c in self.criteria], "format": FORMAT, "key": self.key,
-                "log_root": self.log_root, "log_size": self.log_size, "nonce": self.nonce, "parent": self.parent,
+                "criteria": [list(c) for c in self.criteria], "format": FORMAT, "items_root": self.items_root,
+                "key": self.key, "log_root": self.log_root, "log_size": self.log_size, "nonce": self.nonce,
+                "parent": self.parent,
                 "policy": self.policy, "root": self.root, "run": self.run, "seq": self.seq, "time": self.time_ms,
                 "waivers": [w.to_value() for w in self.waivers]}
 
@@ -148,8 +150,8 @@ class CommitBody:
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "commit body") -> CommitBody:
         m = encoding.decode_map(data, what, {
-            "anchors": list, "bytes": int, "count": int, "criteria": list, "format": str, "key": bytes,
-            "log_root": bytes, "log_size": int, "nonce": bytes, "parent": (bytes, type(None)),
+            "anchors": list, "bytes": int, "count": int, "criteria": list, "format": str, "items_root": bytes,
+            "key": bytes, "log_root": bytes, "log_size": int, "nonce": bytes, "parent": (bytes, type(None)),
             "policy": (bytes, type(None)), "root": bytes, "run": str, "seq": int, "time": int, "waivers": list})
         _format(m["format"], what)
         if not is_run_id(m["run"]):
@@ -164,7 +166,8 @@ class CommitBody:
         if len(m["nonce"]) != NONCE_BYTES:
             raise DecodeError(f"{what}: nonce is not {NONCE_BYTES} bytes")
         return cls(m["run"], seq, parent, _digest(m["root"], f"{what}: root"),
-                   _nonneg(m["count"], f"{what}: count"), _nonneg(m["bytes"], f"{what}: bytes"),
+                   _digest(m["items_root"], f"{what}: items_root"), _nonneg(m["count"], f"{what}: count"),
+                   _nonneg(m["bytes"], f"{what}: bytes"),
                    _nonneg(m["time"], f"{what}: time"), _digest(m["key"], f"{what}: key"), log_size,
                    _digest(m["log_root"], f"{what}: log_root"), m["nonce"], _anchors(m["anchors"], what),
                    None if m["policy"] is None else _digest(m["policy"], f"{what}: policy"),

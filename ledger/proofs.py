@@ -1,11 +1,12 @@
 """Inclusion proofs for one item of a sealed run (spec/proofs.md): small, self-contained, checkable offline.
 
-A proof carries the item's entry, then one step per tree level from the item's node up to the root: the node's
-level and item count, the entry's index among the node's entries with their number, the RFC 9162 audit path inside
-the node, and, above level 0, the child entry's ``last`` name (its count and node id are what the step below
-computed). Recomputing node ids upwards must land on the root the signed closure commit names; the signature is
-checked against the auditor's own keys. So the proof is about ⌈log2 n⌉ hashes plus a few per level, and its check
-is a pure function: no store, no network.
+A proof carries the item's entry, its index in name order, and the RFC 9162 audit path from its leaf to the
+*items root*, which the signed closure commit names together with the item count. Verification is RFC 9162's
+(the tree size is the commit's count, so index and path have one encoding only), then the signature against the
+auditor's own keys: at most ceil(log2 n) hashes, a pure function, no store, no network.
+
+The prolly tree is not used for the path: its content-defined node sizes, which make diffs cheap, would cost a few
+hashes per level more than ceil(log2 n), and a node's audit path does not bind the node's size.
 """
 
 from __future__ import annotations
@@ -15,143 +16,95 @@ from dataclasses import dataclass
 
 from . import encoding
 from .digests import FORMAT, Digest, content_digest
-from .encoding import Value, check_fields
+from .encoding import Value
 from .errors import CheckFailed, DecodeError, NotFound
 from .keys import PublicKey
 from .merkle import ProofError, inclusion_proof, root_from_inclusion_proof
-from .objects import ChildEntry, ItemEntry, SignedCommit, node_id
-from .tree import TREE_HASHER, _node_checked_leaves
+from .objects import ChildEntry, ItemEntry, SignedCommit
+from .tree import TREE_HASHER, _node_checked, walk_leaves
 
 PROOF_TYPE = "inclusion"
-MAX_LEVELS = 64
-MAX_PATH = 64  # hashes per step: a node of 2**64 entries is far beyond anything a store can hold
-
-
-@dataclass(frozen=True)
-class Step:
-    """One level of the path: the node holding the entry, and where the entry sits in it."""
-
-    level: int
-    count: int  # items under this node
-    index: int  # the entry's position among the node's entries
-    size: int  # the node's number of entries
-    path: tuple[bytes, ...]  # RFC 9162 audit path inside the node, leaf upwards
-    last: str | None  # level > 0: the child entry's last item name
-
-    def to_value(self) -> dict[str, Value]:
-        v: dict[str, Value] = {"count": self.count, "index": self.index, "level": self.level,
-                               "path": list(self.path), "size": self.size}
-        if self.last is not None:
-            v["last"] = self.last
-        return v
-
-    @classmethod
-    def from_value(cls, v: Value, what: str) -> Step:
-        m = check_fields(v, what, {"count": int, "index": int, "level": int, "path": list, "size": int},
-                         {"last": str})
-        for f in ("count", "index", "level", "size"):
-            if not 0 <= m[f] < 2**63:
-                raise DecodeError(f"{what}: {f} out of range")
-        if len(m["path"]) > MAX_PATH or not all(isinstance(h, bytes) and len(h) == 32 for h in m["path"]):
-            raise DecodeError(f"{what}: path is not a list of 32-byte hashes")
-        if (m["level"] == 0) != ("last" not in m):
-            raise DecodeError(f"{what}: 'last' is given for, and only for, levels above 0")
-        return cls(m["level"], m["count"], m["index"], m["size"], tuple(m["path"]), m.get("last"))
+MAX_PATH = 64  # a run of 2**64 items is far beyond anything a store can hold
 
 
 @dataclass(frozen=True)
 class InclusionProof:
     run: str
     item: ItemEntry
-    steps: tuple[Step, ...]
+    index: int  # the item's position among the run's items in name order
+    path: tuple[bytes, ...]  # RFC 9162 audit path to the commit's items root, leaf upwards
     seq: int  # the commit's slot, for the reader (the signed body says it too)
     commit: SignedCommit
 
     def encode(self) -> bytes:
-        return encoding.encode({"commit": self.commit.encode(), "format": FORMAT, "item": self.item.to_value(),
-                                "run": self.run, "steps": [s.to_value() for s in self.steps],
+        return encoding.encode({"commit": self.commit.encode(), "format": FORMAT, "index": self.index,
+                                "item": self.item.to_value(), "path": list(self.path), "run": self.run,
                                 "type": PROOF_TYPE})
 
     @property
     def hashes(self) -> int:
-        return sum(len(s.path) for s in self.steps)
+        return len(self.path)
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "proof") -> InclusionProof:
-        m = encoding.decode_map(data, what, {"commit": bytes, "format": str, "item": dict, "run": str,
-                                             "steps": list, "type": str})
+        m = encoding.decode_map(data, what, {"commit": bytes, "format": str, "index": int, "item": dict,
+                                             "path": list, "run": str, "type": str})
         if m["format"] != FORMAT or m["type"] != PROOF_TYPE:
             raise DecodeError(f"{what}: not a {FORMAT} inclusion proof (format {m['format']!r}, type {m['type']!r})")
-        if not m["steps"] or len(m["steps"]) > MAX_LEVELS:
-            raise DecodeError(f"{what}: needs 1 to {MAX_LEVELS} steps")
+        if not 0 <= m["index"] < 2**63:
+            raise DecodeError(f"{what}: index out of range")
+        path: list[Value] = m["path"]
+        if len(path) > MAX_PATH or not all(isinstance(h, bytes) and len(h) == 32 for h in path):
+            raise DecodeError(f"{what}: path is not a list of at most {MAX_PATH} 32-byte hashes")
         commit = SignedCommit.from_bytes(m["commit"], f"{what}: commit")
-        steps = tuple(Step.from_value(s, f"{what}: step {i}") for i, s in enumerate(m["steps"]))
-        return cls(m["run"], ItemEntry.from_value(m["item"], f"{what}: item"), steps, commit.body.seq, commit)
+        return cls(m["run"], ItemEntry.from_value(m["item"], f"{what}: item"), m["index"],
+                   tuple(h for h in path if isinstance(h, bytes)), commit.body.seq, commit)
 
 
 def prove(get: Callable[[Digest], bytes], run: str, seq: int, commit: SignedCommit, name: str) -> InclusionProof:
-    """Build the proof for item ``name`` by descending from the commit's root (every node checked on the way)."""
-    nid = commit.body.root
+    """Build the proof for item ``name``: find it (and its index) by descending the tree, which is cheap and fails
+    fast for a name the run lacks; then read every item's leaf hash, in order, for the audit path (O(n)). The
+    path is checked against the commit before it is handed out."""
+    body = commit.body
+    index, item = _locate(get, body.root, name, run)
+    leaves = [leaf for _, _, leaf in walk_leaves(get, body.root)]
+    if len(leaves) != body.count:
+        raise CheckFailed(f"run {run}: the tree holds {len(leaves)} items, the commit says {body.count}")
+    path = tuple(inclusion_proof(TREE_HASHER, leaves, index))
+    p = InclusionProof(run, item, index, path, seq, commit)
+    got = root_from_proof(p)
+    if got != body.items_root:
+        raise CheckFailed(f"run {run}: the stored tree's items root b3:{got.hex()[:16]} is not the sealed "
+                          f"b3:{body.items_root.hex()[:16]}")
+    return p
+
+
+def _locate(get: Callable[[Digest], bytes], root: Digest, name: str, run: str) -> tuple[int, ItemEntry]:
+    """The index of item ``name`` in name order: the counts of the subtrees left of its path, plus its place in
+    its level-0 node (every node on the way checked)."""
     key = name.encode("utf-8")
-    want_level: int | None = None
-    want_count: int | None = None
-    down: list[tuple[int, int, int, list[bytes], str | None]] = []  # level, count, index, leaves, child's last
+    nid, want_level, want_count, before = root, None, None, 0
     while True:
-        level, entries, _, leaves = _node_checked_leaves(get, nid, want_level, want_count)
-        count = (len(entries) if level == 0 else sum(e.count for e in entries if isinstance(e, ChildEntry)))
+        level, entries = _node_checked(get, nid, want_level, want_count)
         if level == 0:
             for i, e in enumerate(entries):
                 if isinstance(e, ItemEntry) and e.name == name:
-                    down.append((level, count, i, leaves, None))
-                    return _assemble(run, seq, commit, e, down)
+                    return before + i, e
             raise NotFound(f"run {run}: item {name}: no such item")
-        nxt = None
-        for i, e in enumerate(entries):
+        for e in entries:
             assert isinstance(e, ChildEntry)
             if key <= e.last.encode("utf-8"):
-                nxt = (i, e)
+                nid, want_level, want_count = e.node, level - 1, e.count
                 break
-        if nxt is None:
+            before += e.count
+        else:
             raise NotFound(f"run {run}: item {name}: no such item")
-        i, child = nxt
-        down.append((level, count, i, leaves, child.last))
-        nid, want_level, want_count = child.node, level - 1, child.count
-
-
-def _assemble(run: str, seq: int, commit: SignedCommit, item: ItemEntry,
-              down: list[tuple[int, int, int, list[bytes], str | None]]) -> InclusionProof:
-    """``down`` lists the nodes root first; each interior one carries the ``last`` of the child taken. A step at
-    level k > 0 needs the last of the child entry it holds, which is the one recorded at that level."""
-    steps = tuple(Step(level, count, index, len(leaves), tuple(inclusion_proof(TREE_HASHER, leaves, index)), last)
-                  for level, count, index, leaves, last in reversed(down))
-    return InclusionProof(run, item, steps, seq, commit)
 
 
 def root_from_proof(p: InclusionProof) -> Digest:
-    """The tree root the proof implies (pure; every input checked before use)."""
-    prev_id: Digest | None = None
-    prev_count = 0
-    for k, s in enumerate(p.steps):
-        if s.level != k:
-            raise ProofError(f"step {k}: level {s.level}, expected {k}")
-        if (k == 0) != (s.last is None):
-            raise ProofError(f"step {k}: 'last' is given for, and only for, levels above 0")
-        if k == 0:
-            if s.count != s.size:
-                raise ProofError(f"step 0: a level-0 node of {s.size} entries holds {s.size} items, not {s.count}")
-            leaf = TREE_HASHER.leaf(p.item.encode())
-        else:
-            if prev_id is None or s.last is None:  # (unreachable after the check above; kept for type narrowing)
-                raise ProofError(f"step {k}: malformed")
-            if s.count < prev_count:
-                raise ProofError(f"step {k}: node holds {s.count} items, fewer than its child's {prev_count}")
-            if p.item.name.encode("utf-8") > s.last.encode("utf-8"):
-                raise ProofError(f"step {k}: the item's name sorts after its subtree's last name")
-            leaf = TREE_HASHER.leaf(ChildEntry(s.last, prev_count, prev_id).encode())
-        node_root = root_from_inclusion_proof(TREE_HASHER, s.index, s.size, leaf, s.path)
-        prev_id, prev_count = node_id(s.level, s.count, node_root), s.count
-    assert prev_id is not None
-    return prev_id
+    """The items root the proof implies for a tree of the commit's item count (pure; inputs checked before use)."""
+    leaf = TREE_HASHER.leaf(p.item.encode())
+    return Digest(root_from_inclusion_proof(TREE_HASHER, p.index, p.commit.body.count, leaf, p.path))
 
 
 @dataclass(frozen=True)
@@ -183,12 +136,13 @@ def verify_proof(p: InclusionProof, trusted: Sequence[PublicKey], content: bytes
         raise CheckFailed(f"proof: commit signed by key {body.key.hex()[:16]}, which is not among the trusted keys")
     if not key.verify(p.commit.body_bytes, p.commit.sig):
         raise CheckFailed(f"proof: bad signature on the commit for key {body.key.hex()[:16]}")
-    got = root_from_proof(p)
-    if got != body.root:
-        raise ProofError(f"proof: item {p.item.name}: the path leads to b3:{got.hex()[:16]}, not to the sealed root "
-                         f"b3:{body.root.hex()[:16]}", expected=body.root, got=got)
-    if p.steps[-1].count != body.count:
-        raise ProofError(f"proof: the top node holds {p.steps[-1].count} items, the commit says {body.count}")
+    try:
+        got = root_from_proof(p)
+    except ProofError as exc:
+        raise ProofError(f"proof: item {p.item.name}: {exc}") from None
+    if got != body.items_root:
+        raise ProofError(f"proof: item {p.item.name}: the path leads to b3:{got.hex()[:16]}, not to the sealed items "
+                         f"root b3:{body.items_root.hex()[:16]}", expected=body.items_root, got=got)
     checked = False
     if content is not None:
         content_digest_size = (content_digest(content), len(content))

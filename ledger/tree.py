@@ -4,8 +4,9 @@ Items are sorted by name (UTF-8 byte order). A node at level L ends after an ent
 rank(key) = (leading zero bits of BLAKE3("ledger/1 node-boundary", key)[0:8]) // 6, so nodes hold 64 entries on
 average and node boundaries depend only on names: inserting or changing one item changes only the nodes on its
 path, and two similar runs share every other subtree (cheap diff). A node's id commits to its level, the number of
-items under it and the RFC 9162 root over its entries' canonical bytes, so an inclusion proof is, per level, an
-RFC 9162 audit path inside one node: about log2(n) hashes in all (spec/tree.md).
+items under it and the RFC 9162 root over its entries' canonical bytes. Beside the tree, the builder computes the
+items root, one RFC 9162 tree over all items' leaf hashes, which inclusion proofs use: the prolly tree's varying node
+sizes would cost a few hashes per level more than ceil(log2 n) (spec/tree.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from . import encoding
 from .digests import CTX_BOUNDARY, CTX_TREE, Digest
 from .encoding import array_header, pack_trusted
 from .errors import DecodeError
-from .merkle import blake3_hasher, root_from_leaf_hashes
+from .merkle import RootAccumulator, blake3_hasher, root_from_leaf_hashes
 from .objects import ChildEntry, ItemEntry, node_id
 
 TREE_HASHER = blake3_hasher(CTX_TREE)
@@ -36,6 +37,11 @@ _B3 = blake3.blake3
 def _leaf(encoded: bytes) -> bytes:
     """``TREE_HASHER.leaf(encoded)``, without two Python calls per entry."""
     return _B3(b"\x00" + encoded, derive_key_context=CTX_TREE).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    """``TREE_HASHER.node(left, right)`` in one Python call."""
+    return _B3(b"\x01" + left + right, derive_key_context=CTX_TREE).digest()
 
 
 def _entries_root(leaves: list[bytes]) -> bytes:
@@ -57,7 +63,8 @@ def _self_check() -> None:
     for n in range(0, 12):
         leaves = [TREE_HASHER.leaf(bytes([i])) for i in range(n)]
         if _entries_root(leaves) != root_from_leaf_hashes(TREE_HASHER, leaves) or (
-                n and _leaf(b"\x07") != TREE_HASHER.leaf(b"\x07")):
+                n and _leaf(b"\x07") != TREE_HASHER.leaf(b"\x07")) or (
+                n > 1 and _node(leaves[0], leaves[1]) != TREE_HASHER.node(leaves[0], leaves[1])):
             raise RuntimeError("tree: inlined RFC 9162 root differs from merkle.root_from_leaf_hashes")
 
 
@@ -104,7 +111,12 @@ class _Level:
 
 class TreeBuilder:
     """Builds the tree from items given in strictly increasing name order, streaming: it holds only the open node
-    of each level, and hands every finished node to ``sink`` (which stores it)."""
+    of each level, and hands every finished node to ``sink`` (which stores it).
+
+    Alongside, it accumulates the *items root*: the RFC 9162 root over every item's leaf hash in name order (the
+    same leaf hashes the level-0 nodes use), which the commit signs so that an inclusion proof is one RFC 9162 audit
+    path of at most ceil(log2 n) hashes, bound to the commit's item count (spec/tree.md).
+    """
 
     def __init__(self, sink: NodeSink | None = None) -> None:
         self._sink = sink
@@ -112,6 +124,8 @@ class TreeBuilder:
         self._last_name: str | None = None
         self._last_raw = b""
         self._packer = msgpack.Packer(use_bin_type=True)  # one per builder: packb would make one per item
+        self._items = RootAccumulator(TREE_HASHER, _node)
+        self.items_root: Digest | None = None  # set by finish()
         self.count = 0
         self.bytes = 0
 
@@ -133,8 +147,11 @@ class TreeBuilder:
         lv = self._levels[0]
         if lv.close_next:
             self._close(0)
+        if leaf is None:
+            leaf = _B3(b"\x00" + encoded, derive_key_context=CTX_TREE).digest()
+        self._items.push(leaf)
         lv.entries.append(encoded)
-        lv.leaves.append(leaf if leaf is not None else _B3(b"\x00" + encoded, derive_key_context=CTX_TREE).digest())
+        lv.leaves.append(leaf)
         lv.count += 1
         lv.last = name
         lv.close_next = _closes_level0(raw)
@@ -166,7 +183,9 @@ class TreeBuilder:
         self._push(level + 1, ChildEntry(last, count, nid).encode(), last, count)
 
     def finish(self) -> Digest:
-        """Close every open node and return the root id (the root is the one node of the top level)."""
+        """Close every open node and return the root id (the root is the one node of the top level); the items
+        root is then in ``items_root``."""
+        self.items_root = Digest(self._items.root())
         if not self._levels:
             self._levels.append(_Level())
         level = 0

@@ -300,11 +300,15 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
         root = builder.finish()
         if root != body.root:
             fail("tree", f"rebuilt root {_short(root)} differs from the sealed root {_short(body.root)}")
+        elif builder.items_root != body.items_root:
+            fail("tree", f"rebuilt items root {_short(builder.items_root or b'')} differs from the sealed items root "
+                         f"{_short(body.items_root)}")
         elif builder.count != body.count or builder.bytes != body.total_bytes:
             fail("tree", f"commit says {body.count} items / {body.total_bytes} bytes, tree holds "
                          f"{builder.count} / {builder.bytes}")
         else:
-            checks.append(Check("tree", True, f"root {_short(root)} rebuilt from {builder.count} item(s)"))
+            checks.append(Check("tree", True, f"root {_short(root)} and items root {_short(body.items_root)} "
+                                             f"rebuilt from {builder.count} item(s)"))
 
     # Step 6: every link back to the genesis: slot numbers, seq fields, parent digests, the commit-log root.
     earlier: list[SignedCommit] | None = None
