@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING
 from .chain import ChainEntry, ChainView, find_commit, iter_chain
 from .chainproofs import Checkpoint, ConsistencyProof, checkpoint, prove_consistency
 from .closure import Assessment, SealResult, check, require_store, seal
+from .diff import SEMANTIC_KINDS, Change, DiffCounter, RunDiff, RunSide, diff_trees, record_changes
 from .errors import CheckFailed, Contention, ForeignObject, NotFound, StorageError, UsageError
 from .evidence import AddResult, add_paths, apply_lock, record, require_run, staged_items
 from .keys import PublicKey, SigningKey
+from .kinds import load_record
 from .layout import CONFIG, marker_key, sealing_key
 from .names import check_name, check_run_id
 from .objects import ItemEntry, StoreConfig, StoreLock
@@ -162,6 +164,40 @@ class Ledger:
             return prove(s.node, run, s.seq, s.commit, name)
         finally:
             s.index.close()
+
+    def diff(self, run_a: str, run_b: str, semantic: bool = True) -> RunDiff:
+        """What changed from sealed ``run_a`` to sealed ``run_b``: the changes stream in name order through
+        ``RunDiff.changes`` (consume it before reading the counts); typed records that differ carry the fields
+        that differ (``semantic``). Only the tree-node packs are opened; content is read for typed records only."""
+        check_run_id(run_a)
+        check_run_id(run_b)
+        require_store(self.store)
+        sides = [open_sealed(self.store, r, nodes_only=True) for r in (run_a, run_b)]
+        a, b = (RunSide(s.run, s.seq, s.commit.digest, s.commit.body.root, s.commit.body.count) for s in sides)
+        counter = DiffCounter()
+        full: dict[str, SealedRun] = {}
+
+        def value(run: str, e: ItemEntry | None) -> object:
+            if e is None or e.kind not in SEMANTIC_KINDS:
+                return None
+            if run not in full:  # the content packs' indexes, opened once and only if a typed record changed
+                full[run] = open_sealed(self.store, run)
+            return load_record(e.kind, full[run].read(e), f"run {run}: item {e.name}")
+
+        def changes() -> Iterator[Change]:
+            try:
+                for c in diff_trees(sides[0].node, a.root, sides[1].node, b.root, counter):
+                    if semantic and ((c.a is not None and c.a.kind in SEMANTIC_KINDS)
+                                     or (c.b is not None and c.b.kind in SEMANTIC_KINDS)):
+                        va, vb = value(run_a, c.a), value(run_b, c.b)
+                        c = Change(c.name, c.a, c.b, record_changes(va if isinstance(va, dict) else None,
+                                                                    vb if isinstance(vb, dict) else None))
+                    yield c
+            finally:
+                for s in (*sides, *full.values()):
+                    s.index.close()
+
+        return RunDiff(a, b, changes(), counter)
 
     def replay(self, run: str) -> list[ReplayAnchor]:
         """The sealed run's replay anchors, each with how it joins the previous sealed run of its stream."""

@@ -20,7 +20,7 @@ from .digests import CTX_POLICY, Digest, content_digest, hash_file, hash_stream,
 from .errors import CheckFailed, LedgerError, NotFound, StorageError, UsageError
 from .evidence import staged_batch_keys
 from .keys import PublicKey
-from .layout import CONFIG, marker_key, policy_key, slot_key
+from .layout import CONFIG, marker_key, node_pack_ids, policy_key, slot_key
 from .merkle import root_from_leaf_hashes
 from .objects import ChildEntry, CommitBody, ItemEntry, Marker, SignedCommit, StoreConfig
 from .packs import ContentIndex, index_key, loose_key, pack_key
@@ -131,8 +131,10 @@ class SealedRun:
         return data
 
 
-def open_sealed(store: Store, run: str) -> SealedRun:
-    """Find a sealed run by its marker (or, if the marker is missing, in the chain)."""
+def open_sealed(store: Store, run: str, nodes_only: bool = False) -> SealedRun:
+    """Find a sealed run by its marker (or, if the marker is missing, in the chain). ``nodes_only`` loads only the
+    tree-node packs (their ids derive from the root): enough to walk or diff the tree, without paying for the
+    content packs' indexes, which for a run of a million items are most of the cost of opening it."""
     if not store.exists(CONFIG):
         raise NotFound(f"store {store.url}: no ledger store here")
     marker: Marker | None = None
@@ -157,6 +159,9 @@ def open_sealed(store: Store, run: str) -> SealedRun:
         seq, commit = found
     index = ContentIndex(store)
     packs = marker.packs if marker is not None else ()
+    if nodes_only:
+        node_prefix = node_pack_ids(commit.body.root, 1)[0][:-4]
+        packs = tuple(p for p in packs if p.startswith(node_prefix))
     for p in packs:
         try:
             index.load(p)
