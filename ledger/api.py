@@ -190,7 +190,8 @@ class Ledger:
                     if semantic and ((c.a is not None and c.a.kind in SEMANTIC_KINDS)
                                      or (c.b is not None and c.b.kind in SEMANTIC_KINDS)):
                         va, vb = value(run_a, c.a), value(run_b, c.b)
-                        c = Change(c.name, c.a, c.b, record_changes(va if isinstance(va, dict) else None,
+                        kind = (c.b or c.a).kind  # type: ignore[union-attr]  # one side is always present
+                        c = Change(c.name, c.a, c.b, record_changes(kind, va if isinstance(va, dict) else None,
                                                                     vb if isinstance(vb, dict) else None))
                     yield c
             finally:

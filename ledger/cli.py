@@ -451,9 +451,16 @@ def _fmt_value(v: Any) -> str:
     return "(none)" if v is None else json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v
 
 
+def _fmt_field(field: str, v: Any) -> str:
+    if field == "range" and isinstance(v, list):
+        return f"[{v[0]}, {v[1]})"
+    return _fmt_value(v)
+
+
 def _field_lines(fields: Any) -> list[str]:
-    """A typed record's differing fields, one line each ("(none)" on the side without the record or field)."""
-    return [f"{f.field}: {_fmt_value(f.a)} -> {_fmt_value(f.b)}" for f in fields]
+    """A typed record's differing fields, one line each ("(none)" on the side without the record or field); an
+    offsets range reads [start, end)."""
+    return [f"{f.field}: {_fmt_field(f.field, f.a)} -> {_fmt_field(f.field, f.b)}" for f in fields]
 
 
 @main.command("diff")
@@ -490,16 +497,25 @@ def diff_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool, stat: bo
     else:
         click.echo(f"diff {d.a.run} (#{d.a.seq}, b3:{d.a.commit.hex()[:16]}) -> {d.b.run} (#{d.b.seq}, "
                    f"b3:{d.b.commit.hex()[:16]})")
+        rows: list[tuple[str, str, str, str, str, Any]] = []
         for c in d.changes:
             if c.a is None or c.b is None:
                 e = c.b if c.a is None else c.a
                 assert e is not None
-                click.echo(f"{'+' if c.a is None else '-'} {c.name}  {e.kind}  {e.size} B  b3:{e.blake3.hex()[:16]}")
+                rows.append(("+" if c.a is None else "-", c.name, e.kind, f"{e.size:,} B",
+                             f"b3:{e.blake3.hex()[:16]}", c.fields))
             else:
                 kind = c.a.kind if c.a.kind == c.b.kind else f"{c.a.kind} -> {c.b.kind}"
-                size = f"{c.a.size} B" if c.a.size == c.b.size else f"{c.a.size} -> {c.b.size} B"
-                click.echo(f"~ {c.name}  {kind}  {size}  b3:{c.a.blake3.hex()[:16]} -> b3:{c.b.blake3.hex()[:16]}")
-            for line in _field_lines(c.fields):
+                size = f"{c.a.size:,} B" if c.a.size == c.b.size else f"{c.a.size:,} -> {c.b.size:,} B"
+                rows.append(("~", c.name, kind, size, f"b3:{c.a.blake3.hex()[:16]} -> b3:{c.b.blake3.hex()[:16]}",
+                             c.fields))
+        # A table: columns as wide as their widest cell (names capped, so one long name cannot push the rest away)
+        wn = min(max((len(r[1]) for r in rows), default=0), 60)
+        wk = max((len(r[2]) for r in rows), default=0)
+        ws = max((len(r[3]) for r in rows), default=0)
+        for mark, name, kind, size, digests, fields in rows:
+            click.echo(f"{mark} {name:<{wn}}  {kind:<{wk}}  {size:>{ws}}  {digests}")
+            for line in _field_lines(fields):
                 click.echo(f"    {line}")
     if not as_json:
         _err(f"{d.summary()}; {d.counter.nodes_read} tree node(s) read, {d.counter.subtrees_skipped} shared "

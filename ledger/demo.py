@@ -62,7 +62,8 @@ def _run_output(work: str, run: str, rows: int) -> str:
     return data
 
 
-def _record_run(lg: Ledger, work: str, run: str, ranges: dict[tuple[str, int], tuple[int, int]]) -> None:
+def _record_run(lg: Ledger, work: str, run: str, ranges: dict[tuple[str, int], tuple[int, int]],
+                model: str = "v14") -> None:
     """One run's evidence: files, offsets per partition, a receipt per source, the summary, the artifacts."""
     res = lg.add(run, [_run_output(work, run, 300)], as_name="output")
     click.echo(f"   + {len(res.added)} output files (content-addressed, BLAKE3)")
@@ -80,10 +81,10 @@ def _record_run(lg: Ledger, work: str, run: str, ranges: dict[tuple[str, int], t
     click.echo("   + receipts " + ", ".join(f"kafka-{t} {n}" for t, n in admitted.items())
                + f"; summary: {total} admitted = ingested + duplicates + quarantined")
     lg.record(run, "artifact", [{"name": "ingest-worker", "version": "2026.11.3"},
-                                {"name": "dedup-model", "version": "v14",
-                                 "digest": "sha256:" + "5e" * 32}])
+                                {"name": "dedup-model", "version": model,
+                                 "digest": "sha256:" + ("5e" if model == "v14" else "6f") * 32}])
     lg.record(run, "decision", {"name": "publish", "outcome": "approved", "reason": "all criteria hold"})
-    click.echo("   + artifacts ingest-worker 2026.11.3, dedup-model v14; decision publish=approved")
+    click.echo(f"   + artifacts ingest-worker 2026.11.3, dedup-model {model}; decision publish=approved")
 
 
 def _seal_and_verify(lg: Ledger, run: str, key: SigningKey, policy: list[str]) -> bool:
@@ -132,17 +133,26 @@ def _demo(work: str) -> int:
         return 1
 
     night2 = {tp: (end, end + 40) for tp, (_, end) in night1.items()}
-    _step(5, "run nightly-25 continues every partition exactly where nightly-24 ended")
-    _record_run(lg, work, "nightly-25", night2)
+    _step(5, "run nightly-25 continues every partition exactly where nightly-24 ended (and ships dedup-model v15)")
+    _record_run(lg, work, "nightly-25", night2, model="v15")
     rep = lg.check("nightly-25", [policy])
     click.echo("   " + next(f"[ok] continuity: {c.detail}" for c in rep.criteria if c.name == "continuity"))
     if not _seal_and_verify(lg, "nightly-25", key, [policy]):
         return 1
 
+    _step(6, "ledger diff nightly-24 nightly-25 — what changed, walking only the subtrees that differ")
+    d = lg.diff("nightly-24", "nightly-25")
+    for change in d.changes:
+        if change.fields:
+            click.echo(f"   ~ {change.name}: " + ", ".join(
+                f"{f.field} " + (f"[{f.a[0]}, {f.a[1]}) -> [{f.b[0]}, {f.b[1]})" if f.field == "range" else
+                                 f"{f.a} -> {f.b}") for f in change.fields if f.field != "digest"))
+    click.echo(f"   {d.summary()} ({d.counter.nodes_read} tree nodes read)")
+
     night3 = {tp: (end, end + 40) for tp, (_, end) in night2.items()}
     s, e = night3[("payments", 1)]
     night3[("payments", 1)] = (s + 7, e)  # seven offsets of payments[1] never read
-    _step(6, "run nightly-26 skipped 7 offsets of payments[1]: check and seal refuse it")
+    _step(7, "run nightly-26 skipped 7 offsets of payments[1]: check and seal refuse it")
     _record_run(lg, work, "nightly-26", night3)
     rep = lg.check("nightly-26", [policy])
     for c in rep.criteria:
@@ -159,10 +169,10 @@ def _demo(work: str) -> int:
         return 1
     click.echo(f"   seal refused (exit {err.exit_code}), chain unchanged: {err}")
 
-    _step(7, "evidence holding a secret is refused before a byte of it is stored")
+    _step(8, "evidence holding a secret is refused before a byte of it is stored")
     leaky = os.path.join(work, "deploy.env")
-    with open(leaky, "w") as f:
-        f.write("REGION=eu-west-1\nAWS_ACCESS_KEY_ID=AKIA" + "Z7QH3XWVJ2MNB4PL" + "\n")
+    with open(leaky, "w") as out:
+        out.write("REGION=eu-west-1\nAWS_ACCESS_KEY_ID=AKIA" + "Z7QH3XWVJ2MNB4PL" + "\n")
     try:
         lg.add("nightly-26", [leaky])
         click.secho("   unexpected: the secret was accepted", fg="red")
@@ -170,16 +180,16 @@ def _demo(work: str) -> int:
     except LedgerError as exc:
         click.echo(f"   refused (exit {exc.exit_code}): {exc}")
 
-    _step(8, "tamper: flip one byte of nightly-24's stored evidence, as a bad disk or a bad actor would")
+    _step(9, "tamper: flip one byte of nightly-24's stored evidence, as a bad disk or a bad actor would")
     marker = lg.sealed("nightly-24").marker
     assert marker is not None
     path = lg.store.local_path(pack_key(marker.packs[0]))
     assert path is not None
-    with open(path, "r+b") as f:
-        f.seek(20)
+    with open(path, "r+b") as fb:
+        fb.seek(20)
         b = f.read(1)
-        f.seek(20)
-        f.write(bytes([b[0] ^ 0x01]))
+        fb.seek(20)
+        fb.write(bytes([b[0] ^ 0x01]))
     click.echo(f"   flipped byte 20 of {os.path.relpath(path, store_dir)}")
     result = lg.verify("nightly-24", [key.public])
     for check in result.checks:

@@ -174,14 +174,20 @@ def _open(get: Getter, nid: Digest, level: int | None, count: int | None, stack:
 SEMANTIC_KINDS = ("offsets", "receipt", "summary", "artifact", "decision")
 
 
-def record_changes(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> tuple[FieldChange, ...]:
-    """The top-level fields that differ between two validated records of a typed kind (spec/kinds.md): offsets'
-    start/end/high, receipts' and summaries' counts, artifacts' versions and digests, decisions' outcomes. Every
-    typed record is a flat JSON object whose fields are facts, so "which fields differ" is the semantic diff;
-    ``None`` stands for the side without the record."""
-    a = a or {}
-    b = b or {}
+def record_changes(kind: str, a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> tuple[FieldChange, ...]:
+    """The top-level fields that differ between two validated records of a typed kind (spec/kinds.md): receipts'
+    and summaries' counts, artifacts' versions and digests, decisions' outcomes. Every typed record is a flat JSON
+    object whose fields are facts, so "which fields differ" is the semantic diff. An offsets record's start and
+    end are one fact, its half-open range: they are reported together as ``range`` ([start, end] on each side).
+    ``None`` stands for the side without the record or the field."""
+    a = dict(a or {})
+    b = dict(b or {})
     out = []
+    if kind == "offsets":
+        ra = [a.pop("start"), a.pop("end")] if "start" in a and "end" in a else None
+        rb = [b.pop("start"), b.pop("end")] if "start" in b and "end" in b else None
+        if ra != rb:
+            out.append(FieldChange("range", ra, rb))
     for f in sorted(set(a) | set(b)):
         va, vb = a.get(f), b.get(f)
         if va != vb or type(va) is not type(vb):
