@@ -187,7 +187,7 @@ def _demo(work: str) -> int:
     assert path is not None
     with open(path, "r+b") as fb:
         fb.seek(20)
-        b = f.read(1)
+        b = fb.read(1)
         fb.seek(20)
         fb.write(bytes([b[0] ^ 0x01]))
     click.echo(f"   flipped byte 20 of {os.path.relpath(path, store_dir)}")

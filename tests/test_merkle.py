@@ -239,6 +239,62 @@ def test_root_matches_the_recursive_reference(h: Hasher, n: int, salt: int) -> N
     assert merkle.root_from_leaf_hashes(h, leaves) == ref_mth(h, leaves)
 
 
+# --- the streaming root (RootAccumulator): what a seal and a verify compute the items root with -------------------
+
+@pytest.mark.parametrize("h", HASHERS, ids=[h.name for h in HASHERS])
+def test_accumulator_matches_the_root_for_every_size_up_to_300(h: Hasher) -> None:
+    leaves = _leaves(h, 300, salt=7)
+    acc = merkle.RootAccumulator(h)
+    assert acc.size == 0 and acc.root() == h.empty() == merkle.root_from_leaf_hashes(h, [])
+    for n in range(1, len(leaves) + 1):
+        acc.push(leaves[n - 1])
+        assert acc.size == n
+        # root() reads the state, it does not consume it: asked after every push, it is the root of the prefix
+        assert acc.root() == merkle.root_from_leaf_hashes(h, leaves[:n]), n
+        if n in (1, 2, 3, 7, 8, 9, 64, 100, 255, 256, 257, 300):
+            assert acc.root() == ref_mth(h, leaves[:n])
+
+
+@PROPS
+@given(h=hashers, n=st.integers(0, 3000), salt=st.integers(0, 2**32 - 1))
+def test_accumulator_matches_root_from_leaf_hashes(h: Hasher, n: int, salt: int) -> None:
+    leaves = _leaves(h, n, salt)
+    acc = merkle.RootAccumulator(h)
+    for leaf in leaves:
+        acc.push(leaf)
+    want = merkle.root_from_leaf_hashes(h, leaves)
+    assert acc.root() == want == acc.root()
+    assert acc.size == n
+    # O(log n) memory: one pending perfect subtree per 1 bit of n (its binary carry)
+    assert len(acc._stack) == bin(n).count("1")
+    # a caller's inlined node hash (as the tree builder passes one) gives the same root
+    inlined = merkle.RootAccumulator(h, lambda left, right: h.fn(b"\x01" + left + right))
+    for leaf in leaves:
+        inlined.push(leaf)
+    assert inlined.root() == want
+
+
+@PROPS
+@given(h=hashers, leaves=st.lists(st.binary(min_size=32, max_size=32), max_size=150))
+def test_accumulator_over_arbitrary_leaf_hashes(h: Hasher, leaves: list[bytes]) -> None:
+    """Any 32-byte values, repeated ones included (the accumulator never looks at what it hashes)."""
+    acc = merkle.RootAccumulator(h)
+    for leaf in leaves:
+        acc.push(leaf)
+    assert acc.root() == merkle.root_from_leaf_hashes(h, leaves) == ref_mth(h, leaves)
+
+
+def test_accumulator_root_depends_on_the_order() -> None:
+    for h in HASHERS:
+        leaves = _leaves(h, 5)
+        a, b = merkle.RootAccumulator(h), merkle.RootAccumulator(h)
+        for leaf in leaves:
+            a.push(leaf)
+        for leaf in [leaves[1], leaves[0], *leaves[2:]]:
+            b.push(leaf)
+        assert a.root() != b.root()
+
+
 @PROPS
 @given(h=hashers, data=st.data())
 def test_inclusion_round_trip(h: Hasher, data: st.DataObject) -> None:

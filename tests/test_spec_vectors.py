@@ -492,6 +492,12 @@ def test_tree_case(case: dict[str, Any]) -> None:
     emitted: dict[bytes, bytes] = {}
     got_root, count = tree.build(items, lambda nid, data: emitted.__setitem__(nid, data))
     assert got_root.hex() == case["root"] and count == case["count"]
+    builder = tree.TreeBuilder()
+    for it in items:
+        builder.add(it)
+    assert builder.finish().hex() == case["root"]
+    assert builder.items_root is not None and builder.items_root.hex() == case["items_root"]
+    assert ref_items_root(case["items"]).hex() == case["items_root"]  # tree.md section 7, from the spec
     want = {bytes.fromhex(n["id"]): bytes.fromhex(n["hex"]) for lv in case["levels"] for n in lv}
     assert emitted == want
 
@@ -547,6 +553,123 @@ def test_tree_vectors_include_a_multi_level_tree() -> None:
     (empty,), = by_name["empty"]["levels"]
     assert (empty["level"], empty["entries"], empty["count"], empty["last"]) == (0, 0, 0, None)
     assert empty["hex"] == "82a7656e747269657390a56c6576656c00"  # {"entries": [], "level": 0}
+    assert by_name["empty"]["items_root"] == dk(CTX_TREE, b"").hex()  # MTH of no leaves (tree.md section 7)
+
+
+# --- reference decoders of item entries and signed commits, written from spec/objects.md -------------------------
+
+REF_KINDS = ("file", "log", "json", "offsets", "receipt", "summary", "artifact", "decision")
+REF_RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+REF_SIGCTX = b"ledger/1 closure-commit signature\x00"  # spec/digests.md section 4
+REF_U64 = 2**64 - 1
+REF_BODY: dict[str, tuple[type, ...]] = {
+    "anchors": (list,), "bytes": (int,), "count": (int,), "criteria": (list,), "format": (str,),
+    "items_root": (bytes,), "key": (bytes,), "log_root": (bytes,), "log_size": (int,), "nonce": (bytes,),
+    "parent": (bytes, type(None)), "policy": (bytes, type(None)), "root": (bytes,), "run": (str,), "seq": (int,),
+    "time": (int,), "waivers": (list,)}
+
+
+def ref_fields(v: Any, required: dict[str, type], optional: dict[str, type] | None = None) -> bool:
+    """A map with exactly these fields (the optional ones may be absent) of exactly these types."""
+    allowed = {**required, **(optional or {})}
+    return (type(v) is dict and set(required) <= set(v) <= set(allowed)
+            and all(type(v[k]) is allowed[k] for k in v))
+
+
+def ref_item_name(v: Any) -> bool:
+    """objects.md section 1: 1-1024 UTF-8 bytes, relative, no control character, no empty, . or .. segment."""
+    if type(v) is not str:
+        return False
+    try:
+        raw = v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return (1 <= len(raw) <= 1024 and not v.startswith("/")
+            and not any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f for c in v)
+            and all(seg not in ("", ".", "..") for seg in v.split("/")))
+
+
+def ref_item_entry(v: Any) -> bool:
+    return (ref_fields(v, {"blake3": bytes, "kind": str, "name": str, "size": int}) and len(v["blake3"]) == 32
+            and v["kind"] in REF_KINDS and ref_item_name(v["name"]) and 0 <= v["size"] <= REF_U64)
+
+
+def _ref_anchors(rows: list[Any]) -> bool:
+    keys = []
+    for a in rows:
+        if not (type(a) is list and len(a) == 5 and type(a[0]) is str and type(a[1]) is str and a[1]
+                and all(type(x) is int for x in a[2:])):
+            return False
+        g, t, p, start, end = a
+        if not (0 <= p <= 2**31 - 1 and 0 <= start <= end <= 2**63 - 1):
+            return False
+        keys.append((g.encode("utf-8"), t.encode("utf-8"), p))
+    # sorted by (group, topic, partition, start, end) and no stream twice: strictly ascending streams
+    return all(x < y for x, y in zip(keys, keys[1:], strict=False))
+
+
+def _ref_criteria(rows: list[Any]) -> bool:
+    return all(type(c) is list and len(c) == 3 and type(c[0]) is str and c[0] and type(c[1]) is bool
+               and type(c[2]) is str for c in rows)
+
+
+def _ref_waivers(rows: list[Any]) -> bool:
+    keys = []
+    for w in rows:
+        if not ref_fields(w, {"detector": str, "item": str, "line": int, "rule": dict}):
+            return False
+        r = w["rule"]
+        if not ref_fields(r, {"item": str, "reason": str}, {"line": int, "detector": str}):
+            return False
+        if not (ref_item_name(w["item"]) and 1 <= w["line"] <= REF_U64 and w["detector"] and r["item"]
+                and any(c not in _REF_WS for c in r["reason"]) and 1 <= r.get("line", 1) <= REF_U64
+                and r.get("detector", "-") != ""):
+            return False
+        keys.append((w["item"].encode("utf-8"), w["line"], w["detector"].encode("utf-8")))
+    return all(x < y for x, y in zip(keys, keys[1:], strict=False))
+
+
+def ref_commit(data: bytes) -> tuple[dict[str, Any], bytes, bytes] | None:
+    """A commit slot's bytes decoded as objects.md section 3 states it: (body, body bytes, signature), or None when
+    a reader must refuse them."""
+    try:
+        env = ref_decode(data)
+        if not ref_fields(env, {"body": bytes, "sig": bytes}) or len(env["sig"]) != 64:
+            return None
+        b = ref_decode(env["body"])
+    except RefError:
+        return None
+    if type(b) is not dict or set(b) != set(REF_BODY) or not all(type(b[k]) in REF_BODY[k] for k in b):
+        return None
+    digests = [b[k] for k in ("items_root", "key", "log_root", "parent", "policy", "root") if b[k] is not None]
+    ok = (b["format"] == "ledger/1" and REF_RUN_ID.fullmatch(b["run"]) is not None
+          and 0 <= b["seq"] <= 2**63 - 1 and (b["seq"] == 0) == (b["parent"] is None) and b["log_size"] == b["seq"]
+          and all(len(d) == 32 for d in digests) and len(b["nonce"]) == 16
+          and all(0 <= b[k] <= REF_U64 for k in ("bytes", "count", "time"))
+          and _ref_anchors(b["anchors"]) and _ref_criteria(b["criteria"]) and _ref_waivers(b["waivers"]))
+    return (b, env["body"], env["sig"]) if ok else None
+
+
+def ref_commit_outcome(data: bytes, trusted: list[bytes]) -> str:
+    """verify.md steps 2-3 over a slot's bytes, from the spec: decode, select a trusted key by key id, check Ed25519."""
+    c = ref_commit(data)
+    if c is None:
+        return "decode-error"
+    body, body_bytes, sig = c
+    key = next((k for k in trusted if dk(CTX_KEY_ID, k) == body["key"]), None)
+    if key is None:
+        return "untrusted-key"
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(sig, REF_SIGCTX + body_bytes)
+    except InvalidSignature:
+        return "bad-signature"
+    return "ok"
+
+
+def ref_items_root(items: list[dict[str, Any]]) -> bytes:
+    """tree.md section 7: MTH["ledger/1 evidence-tree"] over the item entries in name order."""
+    return ref_mth(tree_h, [ref_encode({"blake3": bytes.fromhex(i["blake3"]), "kind": i["kind"], "name": i["name"],
+                                        "size": i["size"]}) for i in items])
 
 
 # --- commits.json --------------------------------------------------------------------------------------------------
@@ -595,14 +718,16 @@ def test_commit_chain() -> None:
         body = commit.body
         assert (body.run, body.seq, body.count, body.total_bytes, body.time_ms, body.log_size) == (
             b["run"], b["seq"], b["count"], b["bytes"], b["time"], b["log_size"])
-        assert (body.root.hex(), body.key.hex(), body.log_root.hex()) == (b["root"], b["key"], b["log_root"])
+        assert (body.root.hex(), body.items_root.hex(), body.key.hex(), body.log_root.hex()) == (
+            b["root"], b["items_root"], b["key"], b["log_root"])
         assert body.parent == (None if b["parent"] is None else bytes.fromhex(b["parent"]))
         assert body.policy == (None if b["policy"] is None else bytes.fromhex(b["policy"]))
         assert [list(a) for a in body.anchors] == b["anchors"]
         assert same([list(c) for c in body.criteria], b["criteria"])
         assert [w.to_value() for w in body.waivers] == b["waivers"]
         assert same(ref_decode(body_bytes), {
-            **{k: bytes.fromhex(v) if k in ("key", "log_root", "nonce", "root") else v for k, v in b.items()},
+            **{k: bytes.fromhex(v) if k in ("items_root", "key", "log_root", "nonce", "root") else v
+               for k, v in b.items()},
             "parent": None if b["parent"] is None else bytes.fromhex(b["parent"]),
             "policy": None if b["policy"] is None else bytes.fromhex(b["policy"])})
         assert CommitBody.from_bytes(body_bytes).encode() == body_bytes
@@ -613,7 +738,12 @@ def test_commit_chain() -> None:
                                                                    SIGNATURE_CONTEXT + body_bytes)
         with pytest.raises(InvalidSignature):
             Ed25519PublicKey.from_public_bytes(trusted[0].raw).verify(bytes.fromhex(c["signature"]), body_bytes)
-        assert outcome(env, trusted) == "ok"
+        assert outcome(env, trusted) == "ok" == ref_commit_outcome(env, [k.raw for k in trusted])
+        ref = ref_commit(env)
+        assert ref is not None and same(ref[0], ref_decode(body_bytes)) and ref[1:] == (body_bytes, commit.sig)
+        # The items root: the RFC 9162 root over the sealed tree's item entries (tree.md section 7).
+        tc = next(t for t in cases("tree.json", "cases") if t["name"] == c["tree_case"])
+        assert body.items_root == ref_items_root(tc["items"])
         # The chain: slot, parent link, commit-log root over the earlier commits' digests.
         assert c["slot"] == layout.slot_key(seq)
         assert body.parent == prev
@@ -625,7 +755,8 @@ def test_commit_chain() -> None:
 @pytest.mark.parametrize("case", cases("commits.json", "invalid"), ids=ids(cases("commits.json", "invalid")))
 def test_commit_invalid(case: dict[str, Any]) -> None:
     trusted = [PublicKey(bytes.fromhex(h)) for h in load("commits.json")["trusted"]]
-    assert outcome(bytes.fromhex(case["envelope_hex"]), trusted) == case["expect"]
+    env = bytes.fromhex(case["envelope_hex"])
+    assert outcome(env, trusted) == case["expect"] == ref_commit_outcome(env, [k.raw for k in trusted])
 
 
 def test_commit_roots_are_tree_vector_roots() -> None:
@@ -633,7 +764,8 @@ def test_commit_roots_are_tree_vector_roots() -> None:
     for c in cases("commits.json", "chain"):
         tc = roots[c["body"]["root"]]
         assert tc["name"] == c["tree_case"]
-        assert (c["body"]["count"], c["body"]["bytes"]) == (tc["count"], tc["bytes"])
+        assert (c["body"]["count"], c["body"]["bytes"], c["body"]["items_root"]) == (
+            tc["count"], tc["bytes"], tc["items_root"])
 
 
 def policy_documents() -> dict[str, bytes]:
@@ -1122,78 +1254,58 @@ def ref_root_from_path(index: int, size: int, leaf_hash: bytes, path: list[bytes
     return r if sn == 0 else None
 
 
-def ref_fields(v: Any, required: dict[str, type], optional: dict[str, type] | None = None) -> bool:
-    """A map with exactly these fields (the optional ones may be absent) of exactly these types."""
-    allowed = {**required, **(optional or {})}
-    return (type(v) is dict and set(required) <= set(v) <= set(allowed)
-            and all(type(v[k]) is allowed[k] for k in v))
+def ref_audit_path(m: int, entries: list[bytes]) -> list[bytes]:
+    """PATH(m, D[n]) of RFC 9162 section 2.1.3.1 under the evidence-tree hash, recursively (leaf upwards)."""
+    n = len(entries)
+    if n == 1:
+        return []
+    k = 1 << ((n - 1).bit_length() - 1)
+    if m < k:
+        return [*ref_audit_path(m, entries[:k]), ref_mth(tree_h, entries[k:])]
+    return [*ref_audit_path(m - k, entries[k:]), ref_mth(tree_h, entries[:k])]
 
 
 def ref_proof_outcome(data: bytes, trusted: list[bytes], content: bytes | None = None) -> str:
-    """An inclusion proof checked as spec/proofs.md states it: "ok" or the outcome of section 4. Sections 3 and 4
-    are written out here; the item entry and the commit are decoded by the implementation (objects.md; their
-    own vectors check those decoders)."""
+    """An inclusion proof checked as spec/proofs.md states it, from the spec alone: "ok" or the outcome of section 4
+    (decoding as section 3 states it, the item entry and the commit as objects.md does)."""
     try:
         v = ref_decode(data)
     except RefError:
         return "decode-error"
-    if not ref_fields(v, {"commit": bytes, "format": str, "item": dict, "run": str, "steps": list, "type": str}):
+    if not ref_fields(v, {"commit": bytes, "format": str, "index": int, "item": dict, "path": list, "run": str,
+                          "type": str}):
         return "decode-error"
-    if v["format"] != "ledger/1" or v["type"] != "inclusion" or not 1 <= len(v["steps"]) <= 64:
+    if v["format"] != "ledger/1" or v["type"] != "inclusion" or not 0 <= v["index"] < 2**63:
         return "decode-error"
-    steps = v["steps"]
-    for s in steps:
-        if not ref_fields(s, {"count": int, "index": int, "level": int, "path": list, "size": int}, {"last": str}):
-            return "decode-error"
-        if not all(0 <= s[f] < 2**63 for f in ("count", "index", "level", "size")):
-            return "decode-error"
-        if len(s["path"]) > 64 or not all(type(h) is bytes and len(h) == 32 for h in s["path"]):
-            return "decode-error"
-        if ("last" in s) != (s["level"] != 0):
-            return "decode-error"
-    try:
-        item = ItemEntry.from_value(v["item"])
-        commit = SignedCommit.from_bytes(v["commit"])
-    except DecodeError:
+    path = v["path"]
+    if len(path) > 64 or not all(type(h) is bytes and len(h) == 32 for h in path):
         return "decode-error"
-    body = commit.body
+    commit = ref_commit(v["commit"])
+    if commit is None or not ref_item_entry(v["item"]):
+        return "decode-error"
+    body, body_bytes, sig = commit
     # 1. the commit seals the proof's run
-    if body.run != v["run"]:
+    if body["run"] != v["run"]:
         return "run-mismatch"
     # 2. a trusted key, selected by the body's key id
-    key = next((k for k in trusted if dk(CTX_KEY_ID, k) == body.key), None)
+    key = next((k for k in trusted if dk(CTX_KEY_ID, k) == body["key"]), None)
     if key is None:
         return "untrusted-key"
     # 3. the signature over the context and the exact body bytes
     try:
-        Ed25519PublicKey.from_public_bytes(key).verify(commit.sig, SIGNATURE_CONTEXT + commit.body_bytes)
+        Ed25519PublicKey.from_public_bytes(key).verify(sig, REF_SIGCTX + body_bytes)
     except InvalidSignature:
         return "bad-signature"
-    # 4. the path, level by level
-    name = item.name.encode("utf-8")
-    node, count = b"", 0
-    for k, s in enumerate(steps):
-        if s["level"] != k:
-            return "path-error"
-        if k == 0:
-            if s["count"] != s["size"]:
-                return "path-error"
-            entry = ref_encode(v["item"])
-        else:
-            if s["count"] < count or name > s["last"].encode("utf-8"):
-                return "path-error"
-            entry = ref_encode({"count": count, "last": s["last"], "node": node})
-        r = ref_root_from_path(s["index"], s["size"], tree_h(b"\x00" + entry), s["path"])
-        if r is None:
-            return "path-error"
-        node, count = dk(CTX_NODE, ref_encode({"count": s["count"], "level": k, "root": r})), s["count"]
-    # 5. and 6. the root and the count the commit signs
-    if node != body.root:
+    # 4. the path fits leaf `index` of a tree of the signed count; 5. it leads to the signed items root
+    leaf = tree_h(b"\x00" + ref_encode(v["item"]))
+    r = ref_root_from_path(v["index"], body["count"], leaf, path)
+    if r is None:
+        return "path-error"
+    if r != body["items_root"]:
         return "root-mismatch"
-    if count != body.count:
-        return "count-mismatch"
-    # 7. the content, when given
-    if content is not None and (len(content) != item.size or blake3.blake3(content).digest() != item.blake3):
+    # 6. the content, when given
+    if content is not None and (len(content) != v["item"]["size"]
+                                or blake3.blake3(content).digest() != v["item"]["blake3"]):
         return "content-mismatch"
     return "ok"
 
@@ -1208,27 +1320,45 @@ def test_proof_valid(case: dict[str, Any]) -> None:
     content = bytes.fromhex(case["content_hex"])
     p = InclusionProof.from_bytes(data)
     assert p.encode() == data and len(data) == case["bytes"]
-    assert (p.run, p.seq, p.commit.digest.hex(), p.hashes) == (case["run"], case["seq"], case["commit"],
-                                                                case["hashes"])
+    assert (p.run, p.seq, p.commit.digest.hex(), p.index, p.hashes) == (
+        case["run"], case["seq"], case["commit"], case["index"], case["hashes"])
     assert {"name": p.item.name, "kind": p.item.kind, "size": p.item.size, "blake3": p.item.blake3.hex()} == \
         case["item"]
-    assert [{"level": s.level, "count": s.count, "index": s.index, "size": s.size, "path": [h.hex() for h in s.path],
-             "last": s.last} for s in p.steps] == case["steps"]
-    assert root_from_proof(p).hex() == case["root"] == p.commit.body.root.hex()
-    assert case["count"] == p.commit.body.count == p.steps[-1].count
+    assert [h.hex() for h in p.path] == case["path"]
+    assert root_from_proof(p).hex() == case["items_root"] == p.commit.body.items_root.hex()
+    assert case["count"] == p.commit.body.count
     res = verify_proof(p, proof_trusted())
-    assert (res.run, res.seq, res.commit.hex(), res.content_checked) == (
-        case["run"], case["seq"], case["commit"], False)
+    assert (res.run, res.seq, res.commit.hex(), res.hashes, res.content_checked) == (
+        case["run"], case["seq"], case["commit"], case["hashes"], False)
     assert verify_proof(p, proof_trusted(), content=content).content_checked
     assert content_digest(content).hex() == case["item"]["blake3"] and len(content) == case["item"]["size"]
     raw = [k.raw for k in proof_trusted()]
     assert ref_proof_outcome(data, raw) == "ok" == ref_proof_outcome(data, raw, content)
-    # the commit is the one in the chain's slot, sealing a tree of tree.json that holds the item
+
+    # The bytes, read from the spec: exactly the seven fields, the commit slot's bytes verbatim.
+    v = ref_decode(data)
     slot = cases("commits.json", "chain")[case["seq"]]
-    assert p.commit.encode().hex() == slot["envelope_hex"]
+    assert list(v) == ["commit", "format", "index", "item", "path", "run", "type"]
+    assert (v["commit"].hex(), v["format"], v["index"], v["run"], v["type"]) == (
+        slot["envelope_hex"], "ledger/1", case["index"], case["run"], "inclusion")
+    assert [h.hex() for h in v["path"]] == case["path"]
+    assert tree_h(b"\x00" + ref_encode(v["item"])).hex() == case["leaf"]
+
+    # The item is at `index` in name order of the tree case the commit seals, and the path is RFC 9162's
+    # PATH(index, D[count]) over that case's item entries: a proof has exactly one valid encoding.
     tc = next(c for c in cases("tree.json", "cases") if c["name"] == slot["tree_case"])
-    assert tc["root"] == case["root"]
-    assert any(i["name"] == p.item.name and i["content_hex"] == case["content_hex"] for i in tc["items"])
+    entries = [ref_encode({"blake3": bytes.fromhex(i["blake3"]), "kind": i["kind"], "name": i["name"],
+                           "size": i["size"]}) for i in tc["items"]]
+    assert len(entries) == case["count"] and tc["items"][case["index"]]["name"] == case["item"]["name"]
+    assert tc["items"][case["index"]]["content_hex"] == case["content_hex"]
+    assert [h.hex() for h in ref_audit_path(case["index"], entries)] == case["path"]
+    assert ref_mth(tree_h, entries).hex() == case["items_root"] == tc["items_root"]
+
+    # Its length: inner + border (proofs.md section 4), at most ceil(log2 n).
+    index, n = case["index"], case["count"]
+    inner = (index ^ (n - 1)).bit_length()
+    assert (inner, bin(index >> inner).count("1")) == (case["inner"], case["border"])
+    assert case["hashes"] == inner + case["border"] <= (n - 1).bit_length()
 
 
 @pytest.mark.parametrize("case", cases("proofs.json", "invalid"), ids=ids(cases("proofs.json", "invalid")))
@@ -1241,7 +1371,7 @@ def test_proof_invalid(case: dict[str, Any]) -> None:
         verify_proof(InclusionProof.from_bytes(data), proof_trusted(), content=content)
     exc = ei.value
     assert isinstance(exc, DecodeError) == (expect == "decode-error"), exc
-    assert isinstance(exc, ProofError) == (expect in ("path-error", "root-mismatch", "count-mismatch")), exc
+    assert isinstance(exc, ProofError) == (expect in ("path-error", "root-mismatch")), exc
     assert (isinstance(exc, ProofError) and exc.expected is not None) == (expect == "root-mismatch"), exc
     assert ref_proof_outcome(data, [k.raw for k in proof_trusted()], content) == expect
 
@@ -1249,9 +1379,36 @@ def test_proof_invalid(case: dict[str, Any]) -> None:
 def test_proof_vectors_cover_every_outcome() -> None:
     doc = load("proofs.json")
     assert {c["expect"] for c in doc["invalid"]} == set(doc["outcomes"])
+    assert "count-mismatch" not in doc["outcomes"]  # the count is the tree size: a path that fits it cannot differ
     assert {c["seq"] for c in doc["valid"]} == set(range(len(cases("commits.json", "chain"))))
-    assert {len(c["steps"]) for c in doc["valid"]} >= {1, 3}
-    assert doc["trusted"] == load("commits.json")["trusted"]
+    assert {c["hashes"] for c in doc["valid"]} >= {0, 2, 3, 9}
+    assert {c["border"] for c in doc["valid"]} >= {0, 1, 2, 5} and {c["inner"] for c in doc["valid"]} >= {0, 9}
+    assert doc["trusted"] == load("commits.json")["trusted"] and doc["max_path"] == 64
+    names = {c["name"] for c in doc["invalid"]}
+    assert {"path of 64 hashes", "path of 65 hashes", "index 2^63", "index 2^63-1", "index equal to the count"} <= names
+
+
+def test_proof_takes_count_and_tree_root_as_signed() -> None:
+    """proofs.md section 1: a proof checks the items root against the signed count only. A commit that a trusted
+    key signed with another tree root, or with a count whose tree gives the item's path the same shape (index 4 of 7
+    and of 8: two inner hashes, one on the border), still carries the proof: those are claims of the signer, which
+    `ledger verify` checks (step 5). Any other count changes the path's length here."""
+    sk = vector_keys()[0]
+    raw = [k.raw for k in proof_trusted()]
+    good = next(c for c in cases("proofs.json", "valid") if c["name"] == "nightly-42 deep/00131")
+    base = ref_decode(bytes.fromhex(good["hex"]))
+    body = ref_decode(ref_decode(base["commit"])["body"])
+    assert (base["index"], body["count"]) == (4, 7)
+    for change, want in (({"count": 8}, "ok"), ({"root": bytes(32)}, "ok"), ({"count": 9}, "path-error"),
+                         ({"count": 6}, "path-error"), ({"items_root": bytes(32)}, "root-mismatch")):
+        b = ref_encode({**body, **change})
+        data = ref_encode({**base, "commit": ref_encode({"body": b, "sig": sk.sign(b)})})
+        assert ref_proof_outcome(data, raw) == want, change
+        if want == "ok":
+            assert verify_proof(InclusionProof.from_bytes(data), proof_trusted()).hashes == 3
+        else:
+            with pytest.raises(ProofError):
+                verify_proof(InclusionProof.from_bytes(data), proof_trusted())
 
 
 # --- the generator -------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import encoding, tree
+from ledger import encoding, merkle, tree
 from ledger.digests import Digest, content_digest
 from ledger.errors import DecodeError, NotFound
 from ledger.objects import ItemEntry, node_id
@@ -124,6 +124,82 @@ def test_any_change_to_one_item_changes_the_root(name_set: set[str], data: st.Da
     else:
         del changed[i]
     assert build(changed)[0] != root
+
+
+# --- the items root: one RFC 9162 tree over every item's leaf hash -------------------------------------------------
+
+def items_root(items: list[ItemEntry], precomputed: bool = False) -> tuple[Digest, Digest]:
+    """(root, items root) from one TreeBuilder pass; with ``precomputed``, each item is passed with its canonical
+    bytes and leaf hash, as verification does."""
+    b = TreeBuilder()
+    for it in items:
+        if precomputed:
+            enc = it.encode()
+            b.add(it, enc, TREE_HASHER.leaf(enc))
+        else:
+            b.add(it)
+    assert b.items_root is None  # set by finish()
+    root = b.finish()
+    assert b.items_root is not None
+    return root, b.items_root
+
+
+def leaf_hashes(items: list[ItemEntry]) -> list[bytes]:
+    return [TREE_HASHER.leaf(it.encode()) for it in items]
+
+
+@settings(max_examples=40, deadline=None)
+@given(name_set=name_sets, precomputed=st.booleans())
+def test_items_root_is_the_rfc9162_root_over_the_item_leaves(name_set: set[str], precomputed: bool) -> None:
+    items = items_for(name_set)
+    root, got = items_root(items, precomputed)
+    assert got == merkle.root_from_leaf_hashes(TREE_HASHER, leaf_hashes(items))
+    # the very leaf hashes the level-0 nodes commit to, in walk order
+    built, nodes = build(items)
+    assert built == root
+    walked = [leaf for _, _, leaf in tree.walk_leaves(getter(nodes), root)]
+    assert walked == leaf_hashes(items)
+    assert got == merkle.root_from_leaf_hashes(TREE_HASHER, walked)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 4097])
+def test_items_root_for_many_sizes(n: int) -> None:
+    items = items_for([f"n/{i:05d}" for i in range(n)])
+    _, got = items_root(items)
+    assert got == merkle.root_from_leaf_hashes(TREE_HASHER, leaf_hashes(items))
+    assert got == merkle.root(TREE_HASHER, [it.encode() for it in items])
+    if n == 0:
+        assert got == TREE_HASHER.empty()
+
+
+@settings(max_examples=30, deadline=None)
+@given(name_set=name_sets.filter(bool), data=st.data())
+def test_any_change_to_one_item_changes_the_items_root(name_set: set[str], data: st.DataObject) -> None:
+    items = items_for(name_set)
+    _, before = items_root(items)
+    i = data.draw(st.integers(0, len(items) - 1))
+    it = items[i]
+    change = data.draw(st.sampled_from(["size", "blake3", "kind", "name", "drop"]))
+    changed = list(items)
+    if change == "size":
+        changed[i] = ItemEntry(it.name, it.kind, it.size + 1, it.blake3)
+    elif change == "blake3":
+        changed[i] = ItemEntry(it.name, it.kind, it.size, content_digest(b"other"))
+    elif change == "kind":
+        changed[i] = ItemEntry(it.name, "log", it.size, it.blake3)
+    elif change == "name":  # "z" is not in the names' alphabet: the new name is no other item's
+        changed[i] = ItemEntry(it.name + "/z", it.kind, it.size, it.blake3)
+        changed.sort(key=lambda e: utf8(e.name))
+    else:
+        del changed[i]
+    assert items_root(changed)[1] != before
+
+
+def test_big_tree_items_root() -> None:
+    items, root, _ = big_tree()
+    got_root, got = items_root(items)
+    assert got_root == root
+    assert got == merkle.root_from_leaf_hashes(TREE_HASHER, leaf_hashes(items))
 
 
 # --- one change, one path ----------------------------------------------------------------------------------------

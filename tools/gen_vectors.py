@@ -17,8 +17,9 @@ import hashlib
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -78,8 +79,8 @@ from ledger.policy import (  # noqa: E402
     load_policies,
     previous_ends,
 )
-from ledger.proofs import InclusionProof, Step, prove, verify_proof  # noqa: E402
-from ledger.tree import TREE_HASHER, encode_node  # noqa: E402
+from ledger.proofs import MAX_PATH, InclusionProof, prove, verify_proof  # noqa: E402
+from ledger.tree import TREE_HASHER, TreeBuilder, encode_node  # noqa: E402
 
 VECTORS = ROOT / "spec" / "vectors"
 GENERATOR = "tools/gen_vectors.py"
@@ -406,17 +407,32 @@ def build_levels(items: list[ItemEntry]) -> tuple[Digest, list[list[Json]]]:
         if level == 0:
             count, last = len(raw), (raw[-1]["name"] if raw else None)
         else:
-            count, last = sum(e["count"] for e in raw), raw[-1]["last"]
+            count, last = sum(cast(int, e["count"]) for e in raw), raw[-1]["last"]
         assert node_id(level, count, er) == nid
         levels.setdefault(level, []).append({"id": nid.hex(), "level": level, "count": count, "last": last,
                                              "entries": len(raw), "entries_root": er.hex(), "hex": data.hex()})
     return root, [levels[k] for k in sorted(levels)]
 
 
+def sealed_roots(items: list[ItemEntry]) -> tuple[Digest, Digest]:
+    """The tree's root id and its items root, computed as a seal computes them: one streaming TreeBuilder pass."""
+    b = TreeBuilder()
+    for it in items:
+        b.add(it)
+    root = b.finish()
+    assert b.items_root is not None
+    # The items root is the RFC 9162 root over the item entries' leaf hashes, the very leaves of the level-0 nodes.
+    assert b.items_root == root_from_leaf_hashes(TREE_HASHER, [TREE_HASHER.leaf(e.encode()) for e in items])
+    return root, b.items_root
+
+
 def tree_case(name: str, about: str, items: list[ItemEntry]) -> Json:
     root, levels = build_levels(items)
+    sealed_root, items_root = sealed_roots(items)
+    assert sealed_root == root
     return {"name": name, "about": about, "items": [item_json(e) for e in items], "levels": levels,
-            "root": root.hex(), "count": len(items), "bytes": sum(e.size for e in items)}
+            "root": root.hex(), "items_root": items_root.hex(), "count": len(items),
+            "bytes": sum(e.size for e in items)}
 
 
 def mk_node(level: int, entries: list[bytes], count: int) -> tuple[Digest, bytes]:
@@ -559,7 +575,8 @@ def gen_tree() -> Json:
         "description": "The evidence tree (spec/tree.md). For each case: the items (sorted by name, each with its "
                        "content; a typed item's content is a valid record of its kind, spec/kinds.md), every node by "
                        "level, left to right (canonical bytes, id, item count, last name, RFC 9162 root over the "
-                       "entries), and the root id. invalid: node sets a verifier MUST reject, by root and nodes "
+                       "entries), the root id, and the items root (spec/tree.md section 7: the RFC 9162 root over "
+                       "every item entry, in name order). invalid: node sets a verifier MUST reject, by root and nodes "
                        "by id.",
         "parameters": {"bits_per_level": tree.BITS_PER_LEVEL, "boundary_context": CTX_BOUNDARY,
                        "tree_context": CTX_TREE, "node_context": CTX_NODE},
@@ -577,8 +594,8 @@ def signing_key(seed: bytes) -> SigningKey:
 
 def body_json(b: CommitBody) -> Json:
     return {"anchors": [list(a) for a in b.anchors], "bytes": b.total_bytes, "count": b.count,
-            "criteria": [list(c) for c in b.criteria], "format": FORMAT, "key": b.key.hex(),
-            "log_root": b.log_root.hex(), "log_size": b.log_size, "nonce": b.nonce.hex(),
+            "criteria": [list(c) for c in b.criteria], "format": FORMAT, "items_root": b.items_root.hex(),
+            "key": b.key.hex(), "log_root": b.log_root.hex(), "log_size": b.log_size, "nonce": b.nonce.hex(),
             "parent": b.parent.hex() if b.parent else None, "policy": b.policy.hex() if b.policy else None,
             "root": b.root.hex(), "run": b.run, "seq": b.seq, "time": b.time_ms,
             "waivers": [w.to_value() for w in b.waivers]}
@@ -619,8 +636,10 @@ def gen_commits(tree_vectors: Json, policy: Policy) -> Json:
     for seq, (run, tc, pol, waivers) in enumerate(sealed):
         log_leaves = [LOG_HASHER.leaf(c.digest) for c in chain]
         criteria, anchor_rows = sealed_outcome(tc, pol, [c.body for c in chain])
-        body = CommitBody(run=run, seq=seq, parent=chain[-1].digest if chain else None,
-                          root=Digest(bytes.fromhex(tc["root"])), count=tc["count"], total_bytes=tc["bytes"],
+        root, items_root = sealed_roots(case_evidence(tc)[0])
+        assert (root.hex(), items_root.hex()) == (tc["root"], tc["items_root"])
+        body = CommitBody(run=run, seq=seq, parent=chain[-1].digest if chain else None, root=root,
+                          items_root=items_root, count=tc["count"], total_bytes=tc["bytes"],
                           time_ms=TIME_0 + 60_000 * seq, key=k1.public.key_id, log_size=seq,
                           log_root=Digest(root_from_leaf_hashes(LOG_HASHER, log_leaves)),
                           nonce=vector_nonce(seq), anchors=anchor_rows,
@@ -661,6 +680,10 @@ def gen_commits(tree_vectors: Json, policy: Policy) -> Json:
     tampered = bb[:j] + bytes([bb[j] ^ 1]) + bb[j + 1:]
     add("body changed after signing (root)", "bad-signature", "the signature covers the exact body bytes",
         env(tampered, base.sig))
+    j = bb.index(base.body.items_root)
+    tampered = bb[:j] + bytes([bb[j] ^ 1]) + bb[j + 1:]
+    add("body changed after signing (items_root)", "bad-signature", "the signature covers the exact body bytes",
+        env(tampered, base.sig))
     sig = bytearray(base.sig)
     sig[0] ^= 0x01
     add("signature bit flipped", "bad-signature", "Ed25519 verification fails", env(bb, bytes(sig)))
@@ -686,6 +709,10 @@ def gen_commits(tree_vectors: Json, policy: Policy) -> Json:
         ("seq 1 without parent", body_with(parent=None)),
         ("parent of 31 bytes", body_with(parent=base.body.parent[:31] if base.body.parent else b"")),
         ("root of 33 bytes", body_with(root=base.body.root + b"\x00")),
+        ("items_root of 31 bytes", body_with(items_root=base.body.items_root[:31])),
+        ("items_root is nil", body_with(items_root=None)),
+        ("items_root as a hex str", body_with(items_root=base.body.items_root.hex())),
+        ("missing field items_root", without("items_root")),
         ("log_size differs from seq", body_with(log_size=2)),
         ("seq negative", body_with(seq=-1, log_size=-1)),
         ("seq above 2^63-1", body_with(seq=2**63, log_size=2**63)),
@@ -706,7 +733,7 @@ def gen_commits(tree_vectors: Json, policy: Policy) -> Json:
         v.update(changes)
         return encoding.encode(v)
 
-    rows = [list(a) for a in typed.anchors]
+    rows: list[list[Any]] = [list(a) for a in typed.anchors]
     crit = [list(c) for c in typed.criteria]
     waiver = typed.waivers[0].to_value()
     g, t, p, start, end = rows[0]
@@ -1006,6 +1033,15 @@ def gen_policies() -> tuple[Json, Policy]:
     }, example
 
 
+def content_of(content: dict[str, bytes]) -> Callable[[ItemEntry], bytes]:
+    """An item's content by its name (what build_evidence reads records with)."""
+
+    def get(e: ItemEntry) -> bytes:
+        return content[e.name]
+
+    return get
+
+
 def gen_evaluations(example: Policy) -> list[Json]:
     items = policy_run_items()
     earlier = [{"seq": 2, "run": "nightly-43", "anchors": [["vectors", "orders", 3, 0, 103],
@@ -1067,7 +1103,7 @@ def gen_evaluations(example: Policy) -> list[Json]:
     for name, pol, its, prev in cases:
         entries = [ItemEntry(n, k, len(c), content_digest(c)) for n, k, c in its]
         content = {n: c for n, _, c in its}
-        ev = build_evidence(entries, lambda e, content=content: content[e.name])
+        ev = build_evidence(entries, content_of(content))
         previous = previous_ends([(p["seq"], p["run"], [kinds.Offsets(*a) for a in p["anchors"]]) for p in prev])
         case: Json = {"name": name, "policy_hex": pol.encode().hex() if pol is not None else None,
                       "items": [run_item(*x) for x in its], "earlier": prev}
@@ -1370,7 +1406,7 @@ def gen_objects() -> Json:
 def gen_packs() -> Json:
     objs = [b"first object\n", b"", pattern(300), b"id,value\n1,2\n"]
     pack = b""
-    recs = []
+    recs: list[tuple[Digest, int, int]] = []
     for o in objs:
         d = content_digest(o)
         if any(r[0] == d for r in recs):
@@ -1420,7 +1456,8 @@ def gen_packs() -> Json:
 # proofs.json -------------------------------------------------------------------------------------------------------
 
 PROOF_OUTCOMES = ("decode-error", "run-mismatch", "untrusted-key", "bad-signature", "path-error", "root-mismatch",
-                  "count-mismatch", "content-mismatch")
+                  "content-mismatch")
+_DROP = object()  # a field removed from a proof map
 
 
 def proof_outcome(data: bytes, trusted: list[Any], content: bytes | None = None) -> str:
@@ -1431,9 +1468,9 @@ def proof_outcome(data: bytes, trusted: list[Any], content: bytes | None = None)
     except DecodeError:
         return "decode-error"
     except ProofError as exc:
-        if exc.expected is not None:
-            return "root-mismatch"
-        return "count-mismatch" if "top node holds" in str(exc) else "path-error"
+        # Refused before any hash (index >= count, a path of the wrong length) carries no roots; a path that was
+        # followed to another root carries both.
+        return "root-mismatch" if exc.expected is not None else "path-error"
     except CheckFailed as exc:
         for outcome, words in (("run-mismatch", "the commit seals run"), ("untrusted-key", "not among the trusted"),
                                ("bad-signature", "bad signature"), ("content-mismatch", "content given does not")):
@@ -1443,9 +1480,12 @@ def proof_outcome(data: bytes, trusted: list[Any], content: bytes | None = None)
     return "ok"
 
 
-def step_json(s: Step) -> Json:
-    return {"level": s.level, "count": s.count, "index": s.index, "size": s.size, "path": [h.hex() for h in s.path],
-            "last": s.last}
+def path_shape(index: int, count: int) -> tuple[int, int]:
+    """(inner, border): the RFC 9162 audit path of leaf ``index`` in a tree of ``count`` leaves has ``inner``
+    hashes, each on the side the index's bit says, then ``border`` hashes, each a left sibling (spec/proofs.md
+    section 4, step 4; RFC 9162 2.1.3.2)."""
+    inner = (index ^ (count - 1)).bit_length()
+    return inner, bin(index >> inner).count("1")
 
 
 def gen_proofs(tree_vectors: Json, commits_v: Json) -> Json:
@@ -1462,14 +1502,16 @@ def gen_proofs(tree_vectors: Json, commits_v: Json) -> Json:
 
     deep = names["deep"]
     valid_cases = [
-        (0, "report.json", "a run of one item: one level-0 step, no hashes"),
-        (1, deep[0], "the first item of the three-level tree of tree.json case 'deep'"),
-        (1, deep[3], "a name of rank 2 (deep/00130): it ends its level-0 node and its level-1 node"),
-        (1, deep[4], "the worked example of spec/proofs.md section 6"),
-        (1, deep[-1], "the last item, alone in its level-0 node: no hash at level 0"),
-        (2, "data/0000.csv", "the first of 300 items (three levels)"),
+        (0, "report.json", "a run of one item: the leaf hash is the items root, the path is empty"),
+        (1, deep[0], "the first of 7 items: three hashes, each a right sibling"),
+        (1, deep[4], "the worked example of spec/proofs.md section 6: index 4 of 7, two inner hashes and one on the "
+         "border"),
+        (1, deep[6], "the last of 7 items: its leaf is carried up unpaired, two hashes, both left siblings"),
+        (2, "data/0000.csv", "the first of 300 items: nine hashes"),
         (2, "data/0150.csv", "an item in the middle of 300"),
-        (2, "data/0299.csv", "the last of 300 items"),
+        (2, "data/0255.csv", "the last leaf of the left 256-leaf subtree of 300"),
+        (2, "data/0256.csv", "the first leaf of the right 44-leaf part of 300: seven hashes"),
+        (2, "data/0299.csv", "the last of 300 items: five hashes, all on the border"),
         (3, names["typed records"][0], "a typed record of the run sealed under the example policy (slot 3)"),
         (3, "logs/build.log", "the item whose secret finding the commit of slot 3 waives"),
     ]
@@ -1479,20 +1521,24 @@ def gen_proofs(tree_vectors: Json, commits_v: Json) -> Json:
         data = p.encode()
         assert proof_outcome(data, trusted) == "ok" == proof_outcome(data, trusted, content[name])
         b = chain[seq].body
+        inner, border = path_shape(p.index, b.count)
+        assert len(p.path) == inner + border <= (b.count - 1).bit_length() and p.item.name == name
         valid.append({"name": f"{b.run} {name}", "about": about, "run": b.run, "seq": seq,
                       "item": {"name": p.item.name, "kind": p.item.kind, "size": p.item.size,
                                "blake3": p.item.blake3.hex()},
-                      "content_hex": content[name].hex(), "commit": chain[seq].digest.hex(), "root": b.root.hex(),
-                      "count": b.count, "hashes": p.hashes, "bytes": len(data),
-                      "steps": [step_json(s) for s in p.steps], "hex": data.hex()})
+                      "content_hex": content[name].hex(), "commit": chain[seq].digest.hex(),
+                      "items_root": b.items_root.hex(), "count": b.count, "index": p.index,
+                      "leaf": TREE_HASHER.leaf(p.item.encode()).hex(), "inner": inner, "border": border,
+                      "path": [h.hex() for h in p.path], "hashes": p.hashes, "bytes": len(data), "hex": data.hex()})
 
-    # The invalid proofs are changes of one proof: deep/00131 of nightly-42, one hash at each of three levels.
+    # The invalid proofs are changes of one proof: deep/00131 of nightly-42, index 4 of 7, three hashes.
     base = proof_of(1, deep[4])
-    assert [len(s.path) for s in base.steps] == [1, 1, 1] and [s.index for s in base.steps] == [0, 0, 1]
+    body = base.commit.body
+    assert (base.index, body.count, len(base.path)) == (4, 7, 3)
     good = base.encode()
     base_v = encoding.decode(good)
-    body = base.commit.body
-    s0, s1 = base_v["steps"][0], base_v["steps"][1]
+    assert isinstance(base_v, dict)
+    p0, p1, p2 = base.path
     inv: list[Json] = []
 
     def add(name: str, expect: str, reason: str, data: bytes, content_bytes: bytes | None = None) -> None:
@@ -1504,22 +1550,16 @@ def gen_proofs(tree_vectors: Json, commits_v: Json) -> Json:
         inv.append(case)
 
     def value_with(**changes: Any) -> bytes:
-        """The proof map with fields replaced (None: removed), encoded canonically."""
+        """The proof map with fields replaced (_DROP: removed), encoded canonically."""
         v = {**base_v, **changes}
-        return encoding.encode({k: x for k, x in v.items() if x is not None})
+        return encoding.encode({k: x for k, x in v.items() if x is not _DROP})
 
-    def step_values(k: int, **changes: Any) -> list[Any]:
-        steps = [dict(s) for s in base_v["steps"]]
-        steps[k] = {f: x for f, x in {**steps[k], **changes}.items() if x is not None}
-        return steps
+    def item_value(**changes: Any) -> dict[str, Any]:
+        v = {**base_v["item"], **changes}
+        return {k: x for k, x in v.items() if x is not _DROP}
 
     def proof_with(**changes: Any) -> bytes:
         return dataclasses.replace(base, **changes).encode()
-
-    def step_with(k: int, **changes: Any) -> bytes:
-        steps = list(base.steps)
-        steps[k] = dataclasses.replace(steps[k], **changes)
-        return proof_with(steps=tuple(steps))
 
     def item_with(**changes: Any) -> bytes:
         return proof_with(item=dataclasses.replace(base.item, **changes))
@@ -1531,41 +1571,62 @@ def gen_proofs(tree_vectors: Json, commits_v: Json) -> Json:
     def flipped(b: bytes, i: int = 0) -> bytes:
         return b[:i] + bytes([b[i] ^ 0x01]) + b[i + 1:]
 
-    bad_body = encoding.encode({**body.to_value(), "x": 1})
+    def signed_value(v: dict[str, Any]) -> bytes:
+        bb = encoding.encode(v)
+        return encoding.encode({"body": bb, "sig": k1.sign(bb)})
+
+    body_v = body.to_value()
     for name, data in [
         ("format ledger/2", value_with(format="ledger/2")),
         ("type consistency", value_with(type="consistency")),
+        ("type is nil", value_with(type=None)),
         ("unknown field", value_with(x=1)),
-        ("missing field steps", value_with(steps=None)),
-        ("missing field commit", value_with(commit=None)),
-        ("no steps", value_with(steps=[])),
-        ("65 steps", value_with(steps=[s0] * 65)),
-        ("step 0 with a last", value_with(steps=step_values(0, last=deep[5]))),
-        ("step 1 without its last", value_with(steps=step_values(1, last=None))),
-        ("step 1 last is nil", value_with(steps=[s0, {**s1, "last": None}, *base_v["steps"][2:]])),
-        ("step count negative", value_with(steps=step_values(0, count=-1))),
-        ("step index 2^63", value_with(steps=step_values(0, index=2**63))),
-        ("step size is a bool", value_with(steps=step_values(0, size=True))),
-        ("step level is a str", value_with(steps=step_values(1, level="1"))),
-        ("step with an unknown field", value_with(steps=step_values(0, x=0))),
-        ("step without its path", value_with(steps=step_values(0, path=None))),
-        ("path hash of 31 bytes", value_with(steps=step_values(0, path=[s0["path"][0][:31]]))),
-        ("path hash as a hex str", value_with(steps=step_values(0, path=[s0["path"][0].hex()]))),
-        ("path of 65 hashes", value_with(steps=step_values(0, path=[s0["path"][0]] * 65))),
-        ("step is an array", value_with(steps=[list(s0.values()), *base_v["steps"][1:]])),
-        ("item with an invalid name", value_with(item={**base_v["item"], "name": "../deep/00131"})),
-        ("item of an unknown kind", value_with(item={**base_v["item"], "kind": "binary"})),
-        ("item without its size", value_with(item={k: x for k, x in base_v["item"].items() if k != "size"})),
-        ("item digest of 31 bytes", value_with(item={**base_v["item"], "blake3": base_v["item"]["blake3"][:31]})),
+        ("the steps of the earlier per-level format", value_with(steps=[])),
+        ("missing field commit", value_with(commit=_DROP)),
+        ("missing field format", value_with(format=_DROP)),
+        ("missing field index", value_with(index=_DROP)),
+        ("missing field item", value_with(item=_DROP)),
+        ("missing field path", value_with(path=_DROP)),
+        ("missing field run", value_with(run=_DROP)),
+        ("missing field type", value_with(type=_DROP)),
+        ("index negative", value_with(index=-1)),
+        ("index 2^63", value_with(index=2**63)),
+        ("index 2^64-1", value_with(index=2**64 - 1)),
+        ("index is a bool", value_with(index=True)),
+        ("index is a str", value_with(index="4")),
+        ("index is nil", value_with(index=None)),
+        ("path is nil", value_with(path=None)),
+        ("path is one bin of three hashes", value_with(path=p0 + p1 + p2)),
+        ("path hash of 31 bytes", value_with(path=[p0[:31], p1, p2])),
+        ("path hash of 33 bytes", value_with(path=[p0, p1 + b"\x00", p2])),
+        ("path hash empty", value_with(path=[p0, p1, b""])),
+        ("path hash as a hex str", value_with(path=[p0.hex(), p1, p2])),
+        ("path hash is nil", value_with(path=[p0, None, p2])),
+        ("path hashes nested in an array", value_with(path=[[p0, p1, p2]])),
+        (f"path of {MAX_PATH + 1} hashes", value_with(path=[p0] * (MAX_PATH + 1))),
+        ("item with an invalid name", value_with(item=item_value(name="../deep/00131"))),
+        ("item name empty", value_with(item=item_value(name=""))),
+        ("item of an unknown kind", value_with(item=item_value(kind="binary"))),
+        ("item without its size", value_with(item=item_value(size=_DROP))),
+        ("item with an unknown field", value_with(item=item_value(x=0))),
+        ("item size negative", value_with(item=item_value(size=-1))),
+        ("item size is a bool", value_with(item=item_value(size=True))),
+        ("item digest of 31 bytes", value_with(item=item_value(blake3=base.item.blake3[:31]))),
+        ("item digest as a hex str", value_with(item=item_value(blake3=base.item.blake3.hex()))),
+        ("item is an array", value_with(item=[base.item.blake3, base.item.kind, base.item.name, base.item.size])),
         ("commit with a trailing byte", value_with(commit=base_v["commit"] + b"\x00")),
         ("commit as a map, not its bytes", value_with(commit=encoding.decode(base_v["commit"]))),
         ("commit signature of 63 bytes", value_with(commit=encoding.encode({"body": base.commit.body_bytes,
                                                                              "sig": base.commit.sig[:63]}))),
-        ("commit body with an unknown field, signed",
-         value_with(commit=encoding.encode({"body": bad_body, "sig": k1.sign(bad_body)}))),
+        ("commit body with an unknown field, signed", value_with(commit=signed_value({**body_v, "x": 1}))),
+        ("commit body without items_root, signed",
+         value_with(commit=signed_value({k: x for k, x in body_v.items() if k != "items_root"}))),
+        ("commit body with an items_root of 31 bytes, signed",
+         value_with(commit=signed_value({**body_v, "items_root": body.items_root[:31]}))),
         ("run is bin", value_with(run=b"nightly-42")),
         ("not canonical: keys out of order", encoding.pack_trusted(dict(reversed(list(base_v.items()))))),
-        ("not canonical: a level as int8", good.replace(b"\xa5level\x02", b"\xa5level\xd0\x02")),
+        ("not canonical: the index as uint8", good.replace(b"\xa5index\x04", b"\xa5index\xcc\x04")),
+        ("an array, not a map", encoding.encode(list(base_v.values()))),
         ("trailing byte", good + b"\x00"),
         ("truncated", good[:-1]),
         ("empty", b""),
@@ -1574,82 +1635,95 @@ def gen_proofs(tree_vectors: Json, commits_v: Json) -> Json:
 
     add("run field changed", "run-mismatch", "the commit seals nightly-42, the proof claims nightly-99",
         proof_with(run="nightly-99"))
+    add("run field in another case", "run-mismatch", "run ids are compared exactly: Nightly-42 is another run",
+        proof_with(run="Nightly-42"))
     add("the commit of another run", "run-mismatch", "slot 2's commit seals nightly-43, the proof claims nightly-42",
         proof_with(commit=chain[2]))
     add("signed by an untrusted key", "untrusted-key", "the body names key 2 and key 2 signed it; the auditor "
         "trusts key 1 only", proof_with(commit=signed(k2, key=k2.public.key_id)))
+    add("names key 2, signed by key 1", "untrusted-key", "the key id selects the key before any signature is "
+        "checked, and key 2 is not trusted", proof_with(commit=signed(k1, key=k2.public.key_id)))
     add("signature bit flipped", "bad-signature", "Ed25519 verification fails",
         proof_with(commit=SignedCommit(base.commit.body_bytes, flipped(base.commit.sig), body)))
-    tampered = dataclasses.replace(body, root=flipped(body.root))
-    add("body changed after signing (root)", "bad-signature", "the signature covers the exact body bytes",
-        proof_with(commit=SignedCommit(tampered.encode(), base.commit.sig, tampered)))
+    for field, changed in (("items_root", dataclasses.replace(body, items_root=Digest(flipped(body.items_root)))),
+                           ("count 8", dataclasses.replace(body, count=8))):
+        add(f"body changed after signing ({field})", "bad-signature", "the signature covers the exact body bytes "
+            "(checked before the path)", proof_with(commit=SignedCommit(changed.encode(), base.commit.sig, changed)))
     add("signed by key 2, naming key 1", "bad-signature", "the key id selects key 1, under which the signature does "
         "not verify", proof_with(commit=SignedCommit(base.commit.body_bytes, k2.sign(base.commit.body_bytes), body)))
+    add("signed without the context string", "bad-signature", "the signed message is the context string, then the "
+        "body bytes", proof_with(commit=SignedCommit(base.commit.body_bytes, k1.private.sign(base.commit.body_bytes),
+                                                     body)))
 
-    other = proof_of(2, "data/0150.csv")
+    assert path_shape(6, 7) == (0, 2) and path_shape(4, 5) == (0, 1) and path_shape(4, 300) == (9, 0)
     for name, reason, data in [
-        ("steps in reverse order", "step 0 must be at level 0", proof_with(steps=base.steps[::-1])),
-        ("bottom step dropped", "step 0 must be at level 0", proof_with(steps=base.steps[1:])),
-        ("middle step dropped", "step 1 must be at level 1", proof_with(steps=(base.steps[0], base.steps[2]))),
-        ("top step duplicated", "step 3 must be at level 3", proof_with(steps=(*base.steps, base.steps[2]))),
-        ("step 2 at level 3", "step 2 must be at level 2", step_with(2, level=3)),
-        ("step 0 count differs from its size", "a level-0 node holds one item per entry", step_with(0, count=3)),
-        ("step 1 count below its child's", "a node holds at least the items of its child", step_with(1, count=1)),
-        ("step 1 last before the item's name", "the item must sort at or before its subtree's last name",
-         step_with(1, last=deep[3])),
-        ("step 1 last is the empty string", "the item must sort at or before its subtree's last name (a last that "
-         "is not an item name is not refused while decoding)", step_with(1, last="")),
-        ("another run's steps", "nightly-43's path: deep/00131 sorts after its lasts (data/…)",
-         proof_with(steps=other.steps)),
-        ("step 2 index equal to its size", "index < size", step_with(2, index=2)),
-        ("step 0 size 0", "size > 0", step_with(0, count=0, size=0)),
-        ("step 0 path one hash short", "(index 0, size 2) needs one hash", step_with(0, path=())),
-        ("step 0 path one hash too many", "(index 0, size 2) needs one hash",
-         step_with(0, path=(*base.steps[0].path, bytes(32)))),
-        ("step 1 size 3", "(index 0, size 3) needs two hashes, the proof has one", step_with(1, size=3)),
-        ("step 0 count and size 3", "(index 0, size 3) needs two hashes, the proof has one",
-         step_with(0, count=3, size=3)),
+        ("index equal to the count", "index 7 of 7 items: there is no such leaf", proof_with(index=7)),
+        ("index 2^63-1", "the largest index that decodes, far beyond the count", proof_with(index=2**63 - 1)),
+        ("path one hash short", "index 4 of 7 needs three hashes", proof_with(path=(p0, p1))),
+        ("path one hash too many", "index 4 of 7 needs three hashes", proof_with(path=(p0, p1, p2, bytes(32)))),
+        ("path empty", "index 4 of 7 needs three hashes", proof_with(path=())),
+        (f"path of {MAX_PATH} hashes", f"decodes ({MAX_PATH} hashes at most), but index 4 of 7 needs three",
+         proof_with(path=(p0,) * MAX_PATH)),
+        ("index 6 with index 4's path", "the last of 7 leaves needs two hashes (its leaf is carried up unpaired)",
+         proof_with(index=6)),
+        ("commit re-signed with count 4", "index 4 is not a leaf of a 4-leaf tree", proof_with(commit=signed(count=4))),
+        ("commit re-signed with count 5", "index 4 of 5 needs one hash (the left 4-leaf subtree)",
+         proof_with(commit=signed(count=5))),
+        ("commit re-signed with count 0", "an empty tree has no leaf", proof_with(commit=signed(count=0))),
+        ("another run's commit and run", "index 4 of nightly-43's 300 items needs nine hashes",
+         proof_with(run=chain[2].body.run, commit=chain[2])),
     ]:
         add(name, "path-error", reason, data)
 
+    other = proof_of(1, deep[5])
+    assert path_shape(5, 7) == (2, 1) and path_shape(0, 7) == path_shape(3, 7) == (3, 0)
     for name, reason, data in [
-        ("another item's entry", "deep/00179's entry with deep/00131's path",
-         proof_with(item=proof_of(1, deep[5]).item)),
-        ("item size + 1", "the item entry is a leaf of its level-0 node", item_with(size=base.item.size + 1)),
+        ("path hash 0 flipped", "the sibling leaf's hash changes", proof_with(path=(flipped(p0, 31), p1, p2))),
+        ("path hash 1 flipped", "the carried-up leaf's hash changes", proof_with(path=(p0, flipped(p1), p2))),
+        ("path hash 2 flipped", "the left subtree's root changes", proof_with(path=(p0, p1, flipped(p2, 16)))),
+        ("path hash replaced by zero bytes", "32 zero bytes are a hash like any other", proof_with(
+            path=(p0, bytes(32), p2))),
+        ("path hashes 0 and 1 swapped", "the order of the path is the order of hashing", proof_with(
+            path=(p1, p0, p2))),
+        ("path reversed", "the path runs from the leaf upwards", proof_with(path=(p2, p1, p0))),
+        ("index 5", "leaf 5 of 7 has a path of the same length; the leaf becomes the right child",
+         proof_with(index=5)),
+        ("index 0", "leaf 0 of 7 has a path of the same length, hashed in another order", proof_with(index=0)),
+        ("index 3", "leaf 3 of 7 has a path of the same length, hashed in another order", proof_with(index=3)),
+        ("another item's entry", "deep/00179's entry with deep/00131's index and path", proof_with(item=other.item)),
+        ("another item's entry and index", "deep/00179's entry and index 5 with deep/00131's path",
+         proof_with(item=other.item, index=other.index)),
+        ("item name changed", "the item entry binds the name", item_with(name="deep/00132")),
+        ("item size + 1", "the item entry binds the size", item_with(size=base.item.size + 1)),
         ("item kind changed", "the item entry binds the kind", item_with(kind="file")),
         ("item digest changed", "the item entry binds the content digest", item_with(blake3=flipped(base.item.blake3))),
-        ("level-0 path hash flipped", "the level-0 node's entries root changes",
-         step_with(0, path=(flipped(base.steps[0].path[0], 31),))),
-        ("level-2 path hash flipped", "the root's entries root changes",
-         step_with(2, path=(flipped(base.steps[2].path[0], 31),))),
-        ("step 0 index 1", "leaf 1 of 2 hashes as (sibling, leaf), not (leaf, sibling)", step_with(0, index=1)),
-        ("step 1 count + 1", "the count is part of the node id", step_with(1, count=base.steps[1].count + 1)),
-        ("step 1 last changed", "the child entry's last is part of the leaf one level up",
-         step_with(1, last=deep[5] + "~")),
-        ("top step dropped", "the level-1 node's id is not the root", proof_with(steps=base.steps[:2])),
-        ("another run's commit and run", "the path leads to nightly-42's root, not nightly-43's",
-         proof_with(run=chain[2].body.run, commit=chain[2])),
-        ("commit re-signed with another root", "a signed root the path does not lead to",
-         proof_with(commit=signed(root=flipped(body.root)))),
+        ("commit re-signed with another items root", "a signed items root the path does not lead to",
+         proof_with(commit=signed(items_root=flipped(body.items_root)))),
+        ("commit re-signed with the tree root as its items root", "the evidence tree's root id is not the items "
+         "root", proof_with(commit=signed(items_root=body.root))),
+        ("a one-item run's commit and run, index 0, empty path", "in a one-item run the leaf hash itself must be the "
+         "items root", proof_with(run=chain[0].body.run, commit=chain[0], index=0, path=())),
     ]:
         add(name, "root-mismatch", reason, data)
-    add("commit count differs from the tree's", "count-mismatch", "a commit signed by key 1 naming the right root "
-        "and count + 1: the path holds, the top count does not", proof_with(commit=signed(count=body.count + 1)))
     c = content[deep[4]]
     add("content: other bytes of the same size", "content-mismatch", "H(content) differs from the item's blake3",
         good, c[:-1] + bytes([c[-1] ^ 1]))
     add("content: one byte more", "content-mismatch", "the size differs", good, c + b"\n")
     add("content: empty", "content-mismatch", "the size differs", good, b"")
     assert {c["expect"] for c in inv} == set(PROOF_OUTCOMES)
+    without_content = [c["hex"] for c in inv if "content_hex" not in c]
+    assert len({c["name"] for c in inv}) == len(inv) and len(set(without_content)) == len(without_content)
 
     return {
         "description": "Inclusion proofs (spec/proofs.md) of items of the runs sealed by commits.json's chain (the "
                        "trees of tree.json), checked with key 1 of commits.json as the only trusted key. valid: the "
-                       "proof bytes (hex) with the item, its content, the commit digest, the root and count the "
-                       "proof leads to, and its decoded steps. invalid: proof bytes (with content_hex: the content "
-                       "given to the check) and the outcome a verifier MUST reach (spec/proofs.md section 4).",
+                       "proof bytes (hex) with the item, its content, the commit digest, the items root and count "
+                       "the commit signs, the item's index, its leaf hash, the number of inner and border hashes "
+                       "its path needs, and the path. invalid: proof bytes (with content_hex: the content given to "
+                       "the check) and the outcome a verifier MUST reach (spec/proofs.md section 4).",
         "trusted": [k1.public.raw.hex()],
         "outcomes": list(PROOF_OUTCOMES),
+        "max_path": MAX_PATH,
         "valid": valid,
         "invalid": inv,
     }
@@ -1661,7 +1735,7 @@ def gen_store(policy: Policy) -> Json:
     d = content_digest(b"abc")
     pdig = policy.digest
     root = typed_digest(CTX_NODE, b"example root")
-    keys = [
+    keys: list[dict[str, Any]] = [
         {"what": "store config", "key": layout.CONFIG},
         {"what": "commit slot 0", "seq": 0, "key": layout.slot_key(0)},
         {"what": "commit slot 42", "seq": 42, "key": layout.slot_key(42)},
