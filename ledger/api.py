@@ -36,6 +36,7 @@ from .storage import Store, as_s3, open_store
 from .verify import SealedRun, VerifyResult, open_sealed, verify
 
 if TYPE_CHECKING:
+    from .catalog import FoundRow, ReindexResult, RunRow
     from .secrets import AllowRule, Scanner
 
 
@@ -199,6 +200,37 @@ class Ledger:
                     s.index.close()
 
         return RunDiff(a, b, changes(), counter)
+
+    # The run catalog (ledger/catalog.py, spec/catalog.md): derived, local, never trusted by verify; each query
+    # first catches up with the store. ``warn`` receives one line per damaged catalog it had to rebuild.
+
+    def runs(self, status: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
+             kind: str | None = None, warn: Callable[[str], None] | None = None) -> list[RunRow]:
+        from . import catalog  # sqlite3 and sqlite-utils: only the catalog's commands pay for them
+
+        return catalog.runs(self.store, status, since_ms, until_ms, kind, warn)
+
+    def find(self, digest: str | None = None, name: str | None = None,
+             warn: Callable[[str], None] | None = None) -> list[FoundRow]:
+        """Items of sealed runs by content digest (hex, ``b3:``, or a prefix of 8+ digits) or by name glob."""
+        from . import catalog
+
+        if (digest is None) == (name is None):
+            raise UsageError("find: give a DIGEST or --name GLOB (one of them)")
+        if digest is not None:
+            return catalog.find_digest(self.store, digest, warn)
+        assert name is not None
+        return catalog.find_name(self.store, name, warn)
+
+    def reindex(self, warn: Callable[[str], None] | None = None) -> ReindexResult:
+        from . import catalog
+
+        return catalog.reindex(self.store, warn)
+
+    def check_catalog(self) -> list[str]:
+        from . import catalog
+
+        return catalog.check(self.store)
 
     def replay(self, run: str) -> list[ReplayAnchor]:
         """The sealed run's replay anchors, each with how it joins the previous sealed run of its stream."""

@@ -7,8 +7,8 @@ Nothing trusts it: ``verify`` never reads it, ``add`` and ``seal`` never write i
 or slow a seal). A damaged catalog -- not a database, a schema this version does not know, another store's, or a
 store whose chain no longer matches it -- is rebuilt from the store with one warning.
 
-Layering: above storage, the chain, the tree and staging (read-only), below the CLI. sqlite-utils (and sqlite3) are
-imported only here, so only the catalog's commands pay for them.
+Layering: above storage, the chain, the tree and staging (read-only), below the CLI. sqlite-utils is imported only
+when a catalog is opened, and only this module imports sqlite3, so only the catalog's commands pay for either.
 """
 
 from __future__ import annotations
@@ -368,8 +368,8 @@ def _iso(ms: int) -> str:
 
 # --- sessions: open, repair, catch up --------------------------------------------------------------------------------
 
-def _session(store: Store, warn: Warn | None, fn: Callable[[sqlite3.Connection, str], T], *,
-             catch_up: bool = True, stats: list[RefreshResult] | None = None) -> T:
+def _session(store: Store, warn: Warn | None, fn: Callable[[sqlite3.Connection, str], T],
+             stats: list[RefreshResult] | None = None) -> T:
     """Run ``fn`` on a caught-up catalog of ``store``: created if missing, rebuilt (with one warning) if damaged."""
     require_store(store)
     path = catalog_path(store)
@@ -392,10 +392,9 @@ def _session(store: Store, warn: Warn | None, fn: Callable[[sqlite3.Connection, 
             try:
                 conn = _open_valid(path, store.url)
                 try:
-                    if catch_up:
-                        r = _catch_up(conn, store, path, warn)
-                        if stats is not None:
-                            stats.append(RefreshResult(path, r.head_seq, r.new_commits, r.new_batches, rebuilt))
+                    r = _catch_up(conn, store, path, warn)
+                    if stats is not None:
+                        stats.append(RefreshResult(path, r.head_seq, r.new_commits, r.new_batches, rebuilt))
                     return fn(conn, path)
                 except sqlite3.Error as exc:
                     raise _sqlite_error(exc, path) from None
@@ -651,6 +650,7 @@ def _index_staging(conn: sqlite3.Connection, store: Store, known: _Known, listed
             new = keys
         accepted = {str(n): (str(k), int(s), str(b)) for n, k, s, b in conn.execute(
             "SELECT name, kind, size, blake3 FROM staged WHERE run = ?", (run,))}
+        counted_any = bool(counted) and known.status.get(run) == "open"
         for key in new:
             try:
                 batch = Batch.from_bytes(store.get(key), f"run {run}: batch {key.rsplit('/', 1)[-1]}")
@@ -663,6 +663,7 @@ def _index_staging(conn: sqlite3.Connection, store: Store, known: _Known, listed
                     warn(f"catalog: {exc}; the batch is not counted")
                 batch = Batch(run, ())
             read += 1
+            counted_any = True
             entries = {s.entry.name: (s.entry.kind, s.entry.size, s.entry.blake3.hex()) for s in batch.items}
             if any(accepted.get(n, v) != v for n, v in entries.items()):
                 bound = []  # rejected whole: it binds a name to other content
@@ -673,6 +674,8 @@ def _index_staging(conn: sqlite3.Connection, store: Store, known: _Known, listed
                              [(run, n, k, s, b) for n, (k, s, b) in bound])
             conn.execute("INSERT INTO batches (run, key, items) VALUES (?, ?, ?)", (run, key, len(bound)))
             known.batches.add(key)
+        if not counted_any:
+            continue  # every batch vanished since the listing: sealed meanwhile, as the next catch-up will see
         conn.execute("INSERT OR REPLACE INTO runs (run, status, count, bytes) VALUES (?, 'open', ?, ?)",
                      (run, len(accepted), sum(s for _, s, _ in accepted.values())))
         known.status[run] = "open"
@@ -847,6 +850,15 @@ def check(store: Store) -> list[str]:
 
 
 def _check(conn: sqlite3.Connection, store: Store) -> list[str]:
+    """:func:`_check_rows` in one read transaction: one snapshot, whatever other processes commit meanwhile."""
+    conn.execute("BEGIN")
+    try:
+        return _check_rows(conn, store)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _check_rows(conn: sqlite3.Connection, store: Store) -> list[str]:
     """What the catalog says that the store does not (spec/catalog.md, "Checking"). Sealed runs: the commit rows
     and run rows must be the store's commits, and the evidence tree rebuilt from the catalog's own item rows must
     have the root, items root and count the commit signs; kinds and offsets rows must follow from the items and

@@ -11,13 +11,14 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from . import __version__
 from .api import Ledger
 from .closure import Assessment, NotReady
+from .digests import FORMAT
 from .errors import DecodeError, LedgerError, NotFound, StorageError, UsageError
 from .keys import generate_keyfile, load_public_key, load_signing_key
 from .names import KINDS, RECORD_KINDS
@@ -335,7 +336,7 @@ def verify(ctx: click.Context, run: str, trust: tuple[str, ...], bundle: str | N
                 if checkpoint is None:
                     raise UsageError(f"bundle {bundle}: its chain starts at checkpoint #{bs.since.old.body.seq}; "
                                      "give that checkpoint, as you kept it, with --checkpoint FILE")
-                cp = Checkpoint.from_bytes(_read_input(checkpoint, "checkpoint"), f"checkpoint {checkpoint}")
+                cp = _decode_input(checkpoint, "checkpoint", Checkpoint.from_bytes)
                 since = Since(cp.commit, bs.since)
             elif checkpoint is not None:
                 raise UsageError(f"bundle {bundle}: goes back to the genesis; verify it without --checkpoint")
@@ -524,6 +525,99 @@ def diff_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool, stat: bo
         sys.exit(1)
 
 
+def _warn(msg: str) -> None:
+    _err(f"warning: {msg}")
+
+
+@main.command("runs")
+@click.option("--status", type=click.Choice(["open", "sealed"]), help="Only open or only sealed runs.")
+@click.option("--since", "since", metavar="TIME", help="Sealed at or after TIME (ISO 8601; no zone means UTC).")
+@click.option("--until", "until", metavar="TIME", help="Sealed before TIME. A time filter leaves open runs out.")
+@click.option("--kind", "kind", metavar="KIND", help="Sealed runs holding at least one item of KIND.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of runs.")
+@click.pass_context
+def runs_cmd(ctx: click.Context, status: str | None, since: str | None, until: str | None, kind: str | None,
+             as_json: bool) -> None:
+    """List the store's runs from the local catalog: sealed runs in chain order (slot, seal time, items, bytes,
+    commit), then open runs with what they have staged so far.
+
+    The catalog is a local SQLite file derived from the store (spec/catalog.md; its path: `ledger reindex`). It
+    catches up with the store before it answers, so a run added or sealed a moment ago is listed; `verify` never
+    reads it."""
+    from .catalog import parse_time
+
+    rows = _ledger(ctx).runs(status, None if since is None else parse_time(since),
+                             None if until is None else parse_time(until), kind, warn=_warn)
+    if as_json:
+        _out([r.to_json() for r in rows])
+        return
+    for r in rows:
+        if r.status == "sealed":
+            click.echo(f"#{r.seq:<5} {r.run:<24} sealed  {r.sealed_at}  {r.count:>9,} item(s)  {r.bytes:>15,} B  "
+                       f"b3:{(r.commit or '')[:16]}")
+        else:
+            click.echo(f"{'-':<6} {r.run:<24} open    {'':<24}  {r.count:>9,} item(s)  {r.bytes:>15,} B  (staged)")
+    _err(f"{len(rows)} run(s)")
+
+
+@main.command("find")
+@click.argument("digest", required=False)
+@click.option("--name", "name", metavar="GLOB",
+              help="Match item names with a glob (SQLite GLOB: * ? [...], case-sensitive; * also matches /).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {run, seq, name, kind, size, blake3}.")
+@click.pass_context
+def find_cmd(ctx: click.Context, digest: str | None, name: str | None, as_json: bool) -> None:
+    """Which sealed runs hold this content (DIGEST: the BLAKE3 hex `b3sum` prints, optionally `b3:`, or a prefix
+    of at least 8 digits) or an item whose name matches --name GLOB. Answered from the local catalog, which first
+    catches up with the store."""
+    rows = _ledger(ctx).find(digest, name, warn=_warn)
+    if as_json:
+        _out([r.to_json() for r in rows])
+        return
+    for r in rows:
+        click.echo(f"{r.run}  #{r.seq}  {r.blake3}  {r.size:>12,}  {r.kind:<8}  {r.name}")
+    _err(f"{len(rows)} item(s) in {len({r.run for r in rows})} sealed run(s)")
+
+
+@main.command("reindex")
+@click.option("--check", "check_only", is_flag=True,
+              help="Only check the existing catalog against the store; change nothing (exit 1 if it differs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.pass_context
+def reindex_cmd(ctx: click.Context, check_only: bool, as_json: bool) -> None:
+    """Rebuild the local run catalog from the store, then check it: every sealed run's items, as the catalog
+    lists them, must rebuild the run's sealed roots, and every open run's staged items must match. Exit 1 names
+    each difference. The catalog is derived data: deleting it is harmless, and the next query rebuilds it."""
+    lg = _ledger(ctx)
+    if check_only:
+        from .catalog import catalog_path
+
+        problems = lg.check_catalog()
+        path = catalog_path(lg.store)
+        if as_json:
+            _out({"path": path, "ok": not problems, "problems": problems})
+        else:
+            for p in problems:
+                _err(f"error: catalog {path}: {p}")
+            if not problems:
+                click.echo(f"catalog {path}: agrees with the store")
+        if problems:
+            sys.exit(1)
+        return
+    res = lg.reindex(warn=_warn)
+    if as_json:
+        _out(res.to_json())
+    else:
+        for p in res.problems:
+            _err(f"error: catalog {res.path}: {p}")
+        click.echo(f"catalog {res.path}: {res.commits} commit(s), {res.sealed} sealed and {res.open} open run(s), "
+                   f"{res.items:,} item(s) indexed in {res.seconds:.2f} s; "
+                   + ("every sealed run's items rebuild its sealed roots" if res.ok else
+                      f"{len(res.problems)} problem(s)"))
+    if not res.ok:
+        sys.exit(1)
+
+
 @main.command()
 @click.argument("run")
 @click.argument("name")
@@ -558,7 +652,7 @@ def verify_proof_cmd(proof_file: str, trust: tuple[str, ...], content: str | Non
     from .proofs import InclusionProof, verify_proof
 
     keys_ = [load_public_key(p) for p in trust]
-    p = InclusionProof.from_bytes(_read_input(proof_file, "proof"), f"proof {proof_file}")
+    p = _decode_input(proof_file, "proof", InclusionProof.from_bytes)
     digest_size = None
     if content is not None:
         try:
@@ -581,6 +675,19 @@ def verify_proof_cmd(proof_file: str, trust: tuple[str, ...], content: str | Non
 
 
 MAX_INPUT = 1 << 24  # proofs and checkpoints are a few KiB; nothing larger is read
+
+
+T = TypeVar("T")
+
+
+def _decode_input(path: str, what: str, decode: Callable[[bytes, str], T]) -> T:
+    """Read and decode a proof or checkpoint file the user hands us. Bytes that are not one at all (garbage,
+    truncated, oversized, malformed) are a usage error, exit 2; one that decodes and then does not hold is exit 1,
+    decided by whoever checks it."""
+    try:
+        return decode(_read_input(path, what), f"{what} {path}")
+    except DecodeError as exc:
+        raise UsageError(f"{exc} (not a {FORMAT} {what})") from None
 
 
 def _read_input(path: str, what: str) -> bytes:
@@ -624,7 +731,7 @@ def export_cmd(ctx: click.Context, run: str, output: str, no_content: bool, sinc
     only; trust stays with the auditor's --trust list."""
     from .chainproofs import Checkpoint
 
-    cp = None if since is None else Checkpoint.from_bytes(_read_input(since, "checkpoint"), f"checkpoint {since}")
+    cp = None if since is None else _decode_input(since, "checkpoint", Checkpoint.from_bytes)
     counts = _ledger(ctx).export(run, output, content=not no_content, since=cp)
     size = os.path.getsize(output)
     if as_json:
@@ -685,7 +792,7 @@ def consistency_cmd(ctx: click.Context, old: str, output: str | None) -> None:
     checkpoint -o`): O(log n) hashes, checked offline by `ledger verify-consistency`."""
     from .chainproofs import Checkpoint
 
-    cp = Checkpoint.from_bytes(_read_input(old, "checkpoint"), f"checkpoint {old}")
+    cp = _decode_input(old, "checkpoint", Checkpoint.from_bytes)
     p = _ledger(ctx).consistency(cp)
     _write_output(output, p.encode())
     _err(f"consistency of #{p.old.body.seq} -> #{p.new.body.seq}: "
@@ -703,7 +810,7 @@ def verify_consistency_cmd(proof_file: str, trust: tuple[str, ...], as_json: boo
     from .chainproofs import ConsistencyProof, verify_consistency_proof
 
     keys_ = [load_public_key(p) for p in trust]
-    p = ConsistencyProof.from_bytes(_read_input(proof_file, "proof"), f"proof {proof_file}")
+    p = _decode_input(proof_file, "proof", ConsistencyProof.from_bytes)
     res = verify_consistency_proof(p, keys_)
     if as_json:
         _out(res.to_json())

@@ -123,8 +123,11 @@ def root(hasher: Hasher, data: Sequence[bytes]) -> bytes:
     return root_from_leaf_hashes(hasher, [hasher.leaf(d) for d in data])
 
 
-def inclusion_proof(hasher: Hasher, leaves: Sequence[bytes], index: int) -> list[bytes]:
-    """PATH(m, D[n]) over leaf hashes, ordered from the leaf upwards (RFC 9162 2.1.3.1)."""
+def inclusion_proof(hasher: Hasher, leaves: Sequence[bytes], index: int,
+                    subtree_root: Callable[[Sequence[bytes]], bytes] | None = None) -> list[bytes]:
+    """PATH(m, D[n]) over leaf hashes, ordered from the leaf upwards (RFC 9162 2.1.3.1). ``subtree_root``, when
+    given, must compute ``root_from_leaf_hashes(hasher, ·)`` (a caller's faster version of it)."""
+    root_of = subtree_root if subtree_root is not None else (lambda ls: root_from_leaf_hashes(hasher, ls))
     n = len(leaves)
     if not 0 <= index < n:
         raise ValueError("index out of range")
@@ -134,10 +137,10 @@ def inclusion_proof(hasher: Hasher, leaves: Sequence[bytes], index: int) -> list
     while hi - lo > 1:
         k = _split(hi - lo)
         if m < k:
-            stack.append(root_from_leaf_hashes(hasher, leaves[lo + k:hi]))
+            stack.append(root_of(leaves[lo + k:hi]))
             hi = lo + k
         else:
-            stack.append(root_from_leaf_hashes(hasher, leaves[lo:lo + k]))
+            stack.append(root_of(leaves[lo:lo + k]))
             lo, m = lo + k, m - k
     proof.extend(reversed(stack))
     return proof

@@ -21,7 +21,7 @@ from .errors import CheckFailed, DecodeError, NotFound
 from .keys import PublicKey
 from .merkle import ProofError, inclusion_proof, root_from_inclusion_proof
 from .objects import ChildEntry, ItemEntry, SignedCommit
-from .tree import TREE_HASHER, _node_checked, walk_leaves
+from .tree import TREE_HASHER, _entries_root, _node_checked, leaf_hashes
 
 PROOF_TYPE = "inclusion"
 MAX_PATH = 64  # a run of 2**64 items is far beyond anything a store can hold
@@ -63,14 +63,15 @@ class InclusionProof:
 
 def prove(get: Callable[[Digest], bytes], run: str, seq: int, commit: SignedCommit, name: str) -> InclusionProof:
     """Build the proof for item ``name``: find it (and its index) by descending the tree, which is cheap and fails
-    fast for a name the run lacks; then read every item's leaf hash, in order, for the audit path (O(n)). The
-    path is checked against the commit before it is handed out."""
+    fast for a name the run lacks; then read every item's leaf hash, in order, for the audit path (O(n), the
+    stored entries hashed as they stand). The path is checked against the commit before it is handed out, which is
+    what catches a damaged store here."""
     body = commit.body
     index, item = _locate(get, body.root, name, run)
-    leaves = [leaf for _, _, leaf in walk_leaves(get, body.root)]
+    leaves = leaf_hashes(get, body.root)  # unchecked node by node: the path is checked against the items root below
     if len(leaves) != body.count:
         raise CheckFailed(f"run {run}: the tree holds {len(leaves)} items, the commit says {body.count}")
-    path = tuple(inclusion_proof(TREE_HASHER, leaves, index))
+    path = tuple(inclusion_proof(TREE_HASHER, leaves, index, _entries_root))
     p = InclusionProof(run, item, index, path, seq, commit)
     got = root_from_proof(p)
     if got != body.items_root:

@@ -11,7 +11,7 @@ sizes would cost a few hashes per level more than ceil(log2 n) (spec/tree.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import blake3
 import msgpack
@@ -44,12 +44,12 @@ def _node(left: bytes, right: bytes) -> bytes:
     return _B3(b"\x01" + left + right, derive_key_context=CTX_TREE).digest()
 
 
-def _entries_root(leaves: list[bytes]) -> bytes:
+def _entries_root(leaves: Sequence[bytes]) -> bytes:
     """``root_from_leaf_hashes(TREE_HASHER, leaves)`` -- the same bottom-up pairing, with the node hash inlined;
     checked against it at import, so the two cannot drift apart."""
     if not leaves:
         return TREE_HASHER.empty()
-    level = leaves
+    level: Sequence[bytes] = leaves
     while len(level) > 1:
         nxt = [_B3(b"\x01" + level[i] + level[i + 1], derive_key_context=CTX_TREE).digest()
                for i in range(0, len(level) - 1, 2)]
@@ -261,11 +261,51 @@ def _node_checked_leaves(get: Callable[[Digest], bytes], nid: Digest, want_level
     return level, entries, encoded, leaves
 
 
+def leaf_hashes(get: Callable[[Digest], bytes], root: Digest) -> list[bytes]:
+    """Every item's leaf hash in name order, read as fast as the bytes allow: each stored entry is hashed as it
+    stands, nothing is decoded into objects, and nodes are *not* checked one by one. Only for callers that check
+    what they build from the result against a signed root (``prove`` checks its path against the items root), so
+    a damaged node cannot go unnoticed; everything else walks with :func:`walk_leaves`."""
+    out: list[bytes] = []
+    stack = [root]
+    unpackb = msgpack.unpackb
+    while stack:
+        nid = stack.pop()
+        data = get(nid)
+        u = msgpack.Unpacker(raw=False, strict_map_key=False)
+        u.feed(data)
+        try:
+            if u.read_map_header() != 2 or u.unpack() != "entries":
+                raise NodeError(nid, "not a tree node")
+            spans = []
+            start = u.tell()
+            for _ in range(u.read_array_header()):
+                start = u.tell()
+                u.skip()
+                spans.append((start, u.tell()))
+            if u.unpack() != "level":
+                raise NodeError(nid, "not a tree node")
+            level = u.unpack()
+        except (ValueError, msgpack.OutOfData, msgpack.ExtraData) as exc:
+            raise NodeError(nid, f"not a tree node ({type(exc).__name__})") from None
+        if level == 0:
+            out.extend(_B3(b"\x00" + data[a:b], derive_key_context=CTX_TREE).digest() for a, b in spans)
+        else:
+            children = []
+            for a, b in spans:
+                child = unpackb(data[a:b])
+                if not isinstance(child, dict) or not isinstance(child.get("node"), bytes):
+                    raise NodeError(nid, "interior node with a malformed child entry")
+                children.append(Digest(child["node"]))
+            stack.extend(reversed(children))
+    return out
+
+
 def walk(get: Callable[[Digest], bytes], root: Digest) -> Iterator[ItemEntry]:
     """Yield every item under ``root`` in name order, checking each node's id, level, counts and ordering.
 
     Shape (whether the node boundaries are the canonical ones) is checked by rebuilding the root from the items,
-    which :func:`walk_and_rebuild` does; a walk alone is enough for listing.
+    which verify does (a :class:`TreeBuilder` fed from :func:`walk_leaves`); a walk alone is enough for listing.
     """
     for item, _, _ in walk_leaves(get, root):
         yield item

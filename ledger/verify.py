@@ -87,7 +87,10 @@ class SealedRun:
         loc = self.index.locate(nid)
         if loc is None:
             raise CheckFailed(f"run {self.run}: tree node {_short(nid)}: missing from the store")
-        return self.index.read_located(loc)
+        try:
+            return self.index.read_located(loc)
+        except NotFound as exc:  # the pack file itself is gone: missing evidence (exit 1), not an unknown name
+            raise CheckFailed(f"run {self.run}: tree node {_short(nid)}: {exc}") from None
 
     def items(self) -> Iterator[ItemEntry]:
         return walk(self.node, self.commit.body.root)

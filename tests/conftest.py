@@ -8,9 +8,12 @@ fault-injection tests, which need our own server's middleware, are skipped with 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -23,6 +26,14 @@ from s3server import start_server, stop_server
 from test_cli import HEX64, Cli
 
 ENDPOINT_ENV = "LEDGER_TEST_S3_ENDPOINT"
+
+# The run catalog is a cache under $XDG_CACHE_HOME (or $LEDGER_CATALOG): never the developer's own ~/.cache. One
+# directory for the whole session (and the CLI processes tests start) is enough, since a catalog's file name derives
+# from its store's URL and every test's store is a fresh one; tests/test_catalog.py isolates each of its tests.
+_CACHE_HOME = tempfile.mkdtemp(prefix="ledger-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE_HOME
+os.environ.pop("LEDGER_CATALOG", None)
+atexit.register(shutil.rmtree, _CACHE_HOME, True)
 
 
 @dataclass

@@ -160,17 +160,19 @@ def test_replay_reports_joins_with_exact_ranges(cli: Cli) -> None:
 
 
 def test_oversized_and_garbage_inputs_are_one_line(cli: Cli) -> None:
+    """Bytes that are no proof or checkpoint at all are a usage error (exit 2), one line naming the file."""
     offsets(cli, "a", 0, 1)
     big = cli.tmp / "huge.proof"
     with open(big, "wb") as f:
         f.truncate((1 << 24) + 1)
     for cmd in (["verify-proof", big, "--trust", cli.pub], ["verify-consistency", big, "--trust", cli.pub],
                 ["consistency", big]):
-        line = assert_error(cli(*cmd), 1)
-        assert "larger than any" in line, line
+        line = assert_error(cli(*cmd), 2)
+        assert "larger than any" in line and "huge.proof" in line, line
     garbage = cli.tmp / "garbage.bin"
     garbage.write_bytes(b"\x00\xffnot a proof")
     for cmd in (["verify-proof", garbage, "--trust", cli.pub], ["verify-consistency", garbage, "--trust", cli.pub],
                 ["consistency", garbage], ["export", "a", "-o", cli.tmp / "b.bundle", "--since", garbage]):
-        assert_error(cli(*cmd), 1)
+        line = assert_error(cli(*cmd), 2)
+        assert "garbage.bin" in line and "not a ledger/1" in line, line
     assert not (cli.tmp / "b.bundle").exists()

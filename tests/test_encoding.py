@@ -255,8 +255,8 @@ def test_decode_fuzz_mutated_encodings(data: st.DataObject, v: Any) -> None:
 
 D1, D2, D3 = (content_digest(bytes([i])) for i in range(3))
 PACK_ID = "0123456789abcdef" * 2
-BODY = CommitBody(run="run-1", seq=1, parent=D1, root=D2, items_root=D3, count=2, total_bytes=42, time_ms=1_700_000_000_000,
-                  key=D3, log_size=1, log_root=D1, nonce=bytes(16))
+BODY = CommitBody(run="run-1", seq=1, parent=D1, root=D2, items_root=D3, count=2, total_bytes=42,
+                  time_ms=1_700_000_000_000, key=D3, log_size=1, log_root=D1, nonce=bytes(16))
 ITEMS = [ItemEntry("a/b.txt", "file", 3, D1), ItemEntry("a/é/日本", "json", 2**40, D2)]
 NODE_BYTES = tree.encode_node(0, [it.encode() for it in ITEMS])
 NODE_ID = node_id(0, len(ITEMS), root_from_leaf_hashes(tree.TREE_HASHER, [tree.TREE_HASHER.leaf(it.encode())

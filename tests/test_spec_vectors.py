@@ -1,5 +1,6 @@
 """The ledger/1 test vectors (spec/vectors/*.json) against the implementation, and against small reference
-implementations written from spec/ alone (canonical encoder and decoder, RFC 9162 tree hash, evidence tree), so the
+implementations written from spec/ alone (canonical encoder and decoder, RFC 9162 tree hash, evidence tree and
+items root, item-entry and signed-commit decoders, the inclusion-proof verifier, record validation), so the
 code, the vectors and the prose cannot drift apart. Also checks that tools/gen_vectors.py regenerates the vectors
 byte for byte.
 """
