@@ -187,7 +187,7 @@ class Ledger:
 
         def changes() -> Iterator[Change]:
             try:
-                for c in diff_trees(sides[0].node, a.root, sides[1].node, b.root, counter):
+                for c in diff_trees(sides[0].node, a.root, sides[1].node, b.root, counter, a.count):
                     if semantic and ((c.a is not None and c.a.kind in SEMANTIC_KINDS)
                                      or (c.b is not None and c.b.kind in SEMANTIC_KINDS)):
                         va, vb = value(run_a, c.a), value(run_b, c.b)

@@ -485,10 +485,10 @@ def diff_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool, stat: bo
     sealed."""
     d = _ledger(ctx).diff(run_a, run_b, semantic=not stat)
     if as_json:
-        changes = [c.to_json() for c in d.changes] if not stat else None
+        changes = [c.to_json() for c in d.changes]  # the walk fills the counts: it runs for --stat too
         doc: dict[str, Any] = {"a": d.a.to_json(), "b": d.b.to_json(), "identical": not d.counter.differ,
                                "stat": d.stat_json(), "nodes_read": d.counter.nodes_read}
-        if changes is not None:
+        if not stat:
             doc["changes"] = changes
         _out(doc)
     elif stat:
@@ -496,8 +496,6 @@ def diff_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool, stat: bo
             pass
         click.echo(d.summary())
     else:
-        click.echo(f"diff {d.a.run} (#{d.a.seq}, b3:{d.a.commit.hex()[:16]}) -> {d.b.run} (#{d.b.seq}, "
-                   f"b3:{d.b.commit.hex()[:16]})")
         rows: list[tuple[str, str, str, str, str, Any]] = []
         for c in d.changes:
             if c.a is None or c.b is None:
@@ -511,6 +509,8 @@ def diff_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool, stat: bo
                 rows.append(("~", c.name, kind, size, f"b3:{c.a.blake3.hex()[:16]} -> b3:{c.b.blake3.hex()[:16]}",
                              c.fields))
         # A table: columns as wide as their widest cell (names capped, so one long name cannot push the rest away)
+        click.echo(f"diff {d.a.run} (#{d.a.seq}, b3:{d.a.commit.hex()[:16]}) -> {d.b.run} (#{d.b.seq}, "
+                   f"b3:{d.b.commit.hex()[:16]})")  # after the walk: a damaged tree leaves stdout empty
         wn = min(max((len(r[1]) for r in rows), default=0), 60)
         wk = max((len(r[2]) for r in rows), default=0)
         ws = max((len(r[3]) for r in rows), default=0)

@@ -85,16 +85,19 @@ _Pending = tuple[int, ChildEntry] | ItemEntry
 
 
 def diff_trees(get_a: Getter, root_a: Digest, get_b: Getter, root_b: Digest,
-               counter: DiffCounter | None = None) -> Iterator[Change]:
+               counter: DiffCounter | None = None, count_a: int | None = None) -> Iterator[Change]:
     """Yield the changes from tree ``root_a`` to tree ``root_b`` in name order (UTF-8 byte order).
 
     Each side is a stack of pending subtrees and items, next one on top. Equal subtrees on top of both stacks hold
     the same items, so both are dropped unread; otherwise the higher of the two (both, at equal levels) is opened
-    and its entries pushed, until two items meet and are compared by name.
+    and its entries pushed, until two items meet and are compared by name. ``count_a``, the items under
+    ``root_a`` when the caller knows it (a commit says it), lets the counter account for equal roots, which are
+    never read.
     """
     counter = counter if counter is not None else DiffCounter()
     if root_a == root_b:
         counter.subtrees_skipped += 1
+        counter.items_skipped += count_a or 0
         return
     sa: list[_Pending] = []
     sb: list[_Pending] = []
