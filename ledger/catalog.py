@@ -368,15 +368,21 @@ def _iso(ms: int) -> str:
 
 # --- sessions: open, repair, catch up --------------------------------------------------------------------------------
 
-def _session(store: Store, warn: Warn | None, fn: Callable[[sqlite3.Connection, str], T],
-             stats: list[RefreshResult] | None = None) -> T:
-    """Run ``fn`` on a caught-up catalog of ``store``: created if missing, rebuilt (with one warning) if damaged."""
+def _prepare(store: Store) -> str:
+    """The catalog path of an existing store, its directory created."""
     require_store(store)
     path = catalog_path(store)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     except OSError as exc:
         raise _os_error(path, "cannot create its directory", exc) from None
+    return path
+
+
+def _session(store: Store, warn: Warn | None, fn: Callable[[sqlite3.Connection, str], T],
+             stats: list[RefreshResult] | None = None) -> T:
+    """Run ``fn`` on a caught-up catalog of ``store``: created if missing, rebuilt (with one warning) if damaged."""
+    path = _prepare(store)
     lock = _FileLock(path)
     try:
         lock.shared()
@@ -789,12 +795,7 @@ def parse_time(text: str) -> int:
 
 def reindex(store: Store, warn: Warn | None = None) -> ReindexResult:
     """Recreate the catalog from the store, then check it against the store (``ReindexResult.problems``)."""
-    require_store(store)
-    path = catalog_path(store)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    except OSError as exc:
-        raise _os_error(path, "cannot create its directory", exc) from None
+    path = _prepare(store)
     started = time.monotonic()
     lock = _FileLock(path)
     try:
