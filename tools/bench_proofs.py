@@ -7,7 +7,7 @@ The evidence tree is built in memory with ledger's own TreeBuilder (items named 
 items root. A proof is the item's RFC 9162 audit path to that root, so its length depends only on the item's index
 and n: at most ceil(log2 n) hashes (the mean is computed here over *every* index, from the tree's level sizes).
 
-Producing a proof with ``ledger.proofs.prove`` reads and checks every node of the tree (it needs every item's leaf
+Producing a proof with ``ledger.proofs.prove`` reads every node of the tree (it needs every item's leaf
 hash for the path): it is timed for a few items (``--prove``). The ``--sample`` proofs whose verification is timed
 are built from the RFC 9162 levels computed here, and checked equal to prove()'s output for the items prove() ran
 on. Each is encoded, then decoded and verified with ``verify_proof`` -- the pure, offline check ``ledger
