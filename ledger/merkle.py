@@ -109,12 +109,18 @@ class RootAccumulator:
         stack.append(h)
         self.size += 1
 
-    def root(self) -> bytes:
-        if not self._stack:
-            return self.hasher.empty()
-        r = self._stack[-1]
-        for h in reversed(self._stack[:-1]):
-            r = self.hasher.node(h, r)
+    def root(self, tail: bytes | None = None) -> bytes:
+        """MTH of everything pushed; with ``tail``, of everything pushed followed by a tree whose root is ``tail``
+        and which is smaller than any perfect subtree pushed (how a caller that pushes roots of fixed-size chunks
+        adds its last, partial chunk: RFC 9162 folds the perfect subtrees from the right)."""
+        rest = self._stack
+        if tail is None:
+            if not rest:
+                return self.hasher.empty()
+            tail, rest = rest[-1], rest[:-1]
+        r = tail
+        for h in reversed(rest):
+            r = self._node(h, r)
         return r
 
 

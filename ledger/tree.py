@@ -25,6 +25,7 @@ from .objects import ChildEntry, ItemEntry, node_id
 
 TREE_HASHER = blake3_hasher(CTX_TREE)
 BITS_PER_LEVEL = 6  # average fan-out 64
+ITEMS_CHUNK = 1024  # leaves per perfect subtree the items root is accumulated in (a power of two)
 _NODE_HEAD = b"\x82" + pack_trusted("entries")
 _LEVEL_KEY = pack_trusted("level")
 
@@ -124,7 +125,10 @@ class TreeBuilder:
         self._last_name: str | None = None
         self._last_raw = b""
         self._packer = msgpack.Packer(use_bin_type=True)  # one per builder: packb would make one per item
+        # The items root is accumulated per chunk of ITEMS_CHUNK leaves (a perfect subtree, hashed by the
+        # same list pairing as node roots), not leaf by leaf: a third of the per-item cost.
         self._items = RootAccumulator(TREE_HASHER, _node)
+        self._chunk: list[bytes] = []
         self.items_root: Digest | None = None  # set by finish()
         self.count = 0
         self.bytes = 0
@@ -149,7 +153,11 @@ class TreeBuilder:
             self._close(0)
         if leaf is None:
             leaf = _B3(b"\x00" + encoded, derive_key_context=CTX_TREE).digest()
-        self._items.push(leaf)
+        chunk = self._chunk
+        chunk.append(leaf)
+        if len(chunk) == ITEMS_CHUNK:
+            self._items.push(_entries_root(chunk))
+            self._chunk = []
         lv.entries.append(encoded)
         lv.leaves.append(leaf)
         lv.count += 1
@@ -185,7 +193,7 @@ class TreeBuilder:
     def finish(self) -> Digest:
         """Close every open node and return the root id (the root is the one node of the top level); the items
         root is then in ``items_root``."""
-        self.items_root = Digest(self._items.root())
+        self.items_root = Digest(self._items.root(_entries_root(self._chunk) if self._chunk else None))
         if not self._levels:
             self._levels.append(_Level())
         level = 0

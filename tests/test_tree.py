@@ -162,8 +162,11 @@ def test_items_root_is_the_rfc9162_root_over_the_item_leaves(name_set: set[str],
     assert got == merkle.root_from_leaf_hashes(TREE_HASHER, walked)
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 4097])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000,
+                               # around the builder's chunks of ITEMS_CHUNK leaves (1024), and several of them
+                               1023, 1024, 1025, 2047, 2048, 2049, 3072, 3073, 4096, 4097, 5 * 1024 + 511])
 def test_items_root_for_many_sizes(n: int) -> None:
+    assert tree.ITEMS_CHUNK == 1024  # the sizes above straddle its multiples
     items = items_for([f"n/{i:05d}" for i in range(n)])
     _, got = items_root(items)
     assert got == merkle.root_from_leaf_hashes(TREE_HASHER, leaf_hashes(items))
