@@ -1175,3 +1175,31 @@ def test_cli_proof_json_is_one_document(sealed_cli: CliRun) -> None:
     r = c.ok("verify-proof", c.tmp / "p.bin", "--trust", c.pub, "--json")
     assert r.err == "" and len(r.out.splitlines()) == 1
     assert json.loads(r.out)["ok"] is True
+
+
+def test_a_million_item_proof_is_at_most_20_hashes(world: World) -> None:
+    """Issue 5's figure, checked for real: a run of 1,000,000 items (entries only; a commit naming their items root,
+    signed by the trusted key), proofs of its first, last and some middle items -- each verifies, has at most
+    ceil(log2 1,000,000) = 20 hashes, and the deepest has exactly 20. The path lengths of every index are given by
+    the RFC 9162 construction (path_sides), whose maximum is 20."""
+    from ledger.merkle import inclusion_proof
+    from ledger.tree import TREE_HASHER, _entries_root  # root_from_leaf_hashes, inlined (tree.py checks they agree)
+
+    n = 1_000_000
+    assert ceil_log2(n) == 20
+    items = [ItemEntry(f"part-{i:07d}/rows.csv", "file", i, content_digest(i.to_bytes(4, "big"))) for i in range(n)]
+    leaves = [TREE_HASHER.leaf(e.encode()) for e in items]
+    items_root = _entries_root(leaves)
+    template = world.runs[300].commit
+    key = world.key
+    body = replace(template.body, items_root=items_root, count=n)
+    body_bytes = body.encode()
+    commit = SignedCommit(body_bytes, key.sign(body_bytes), body)
+    lengths = []
+    for i in (0, 524_287, n - 1):
+        p = InclusionProof(body.run, items[i], i, tuple(inclusion_proof(TREE_HASHER, leaves, i, _entries_root)),
+                           body.seq, commit)
+        res = verify_proof(InclusionProof.from_bytes(p.encode()), world.trusted)
+        assert res.hashes == len(path_sides(i, n)) <= 20
+        lengths.append(res.hashes)
+    assert max(lengths) == 20
