@@ -23,7 +23,7 @@ from .chainproofs import Checkpoint, ConsistencyProof, checkpoint, prove_consist
 from .closure import Assessment, SealResult, check, require_store, seal
 from .diff import SEMANTIC_KINDS, Change, DiffCounter, RunDiff, RunSide, diff_trees, record_changes
 from .errors import CheckFailed, Contention, ForeignObject, NotFound, StorageError, UsageError
-from .evidence import AddResult, add_paths, apply_lock, record, require_run, staged_items
+from .evidence import AddResult, add_contents, add_paths, apply_lock, record, require_run, staged_items
 from .keys import PublicKey, SigningKey
 from .kinds import load_record
 from .layout import CONFIG, marker_key, sealing_key
@@ -133,6 +133,12 @@ class Ledger:
         """Every file is scanned for secrets before a byte of it is stored (exit 6 on a hit); ``allow`` waives
         false positives, and the waived findings are sealed with the run."""
         return add_paths(self.store, run, paths, kind, as_name, progress, _scanner(allow))
+
+    def add_contents(self, run: str, contents: dict[str, tuple[str, bytes]],
+                     allow: Sequence[AllowRule] = ()) -> AddResult:
+        """Items given as bytes, ``{name: (kind, content)}``, added in one batch (all or nothing), scanned and
+        validated like ``add`` and ``record``."""
+        return add_contents(self.store, run, contents, _scanner(allow))
 
     def record(self, run: str, kind: str, value: object, name: str | None = None,
                allow: Sequence[AllowRule] = ()) -> AddResult:

@@ -741,14 +741,57 @@ def export_cmd(ctx: click.Context, run: str, output: str, no_content: bool, sinc
                    f"{size} bytes" + ("; metadata only (no content)" if no_content else ""))
 
 
+def _kafka_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Broker options shared by `anchors capture` and `replay --check`: librdkafka's own properties."""
+    f = click.option("--timeout", "timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
+                     help="Seconds to wait for the brokers in each step; past it the command fails (exit 5).")(f)
+    f = click.option("--config", "config_files", multiple=True, metavar="FILE",
+                     help="A librdkafka properties file (key=value lines), e.g. TLS or SASL settings.")(f)
+    f = click.option("-X", "props", multiple=True, metavar="KEY=VALUE",
+                     help="A librdkafka property (repeatable), e.g. -X security.protocol=SASL_SSL.")(f)
+    f = click.option("--bootstrap", "bootstrap", metavar="HOST:PORT[,...]",
+                     help="The brokers (bootstrap.servers).")(f)
+    return f
+
+
 @main.command()
 @click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="Print the anchors as one JSON document.")
+@click.option("--check", "check", is_flag=True,
+              help="Re-read every sealed window from Kafka and compare it with the sealed receipts' message logs.")
+@_kafka_options
+@click.option("--json", "as_json", is_flag=True, help="Print the anchors (or the check) as one JSON document.")
 @click.pass_context
-def replay(ctx: click.Context, run: str, as_json: bool) -> None:
+def replay(ctx: click.Context, run: str, check: bool, bootstrap: str | None, props: tuple[str, ...],
+           config_files: tuple[str, ...], timeout: float, as_json: bool) -> None:
     """The replay anchors sealed with RUN: the exact offset range [start, end) per consumer group, topic and
     partition, the commit it comes from, and how it joins the previous sealed run of the same stream
-    (first, contiguous, gap or overlap, with the exact range)."""
+    (first, contiguous, gap or overlap, with the exact range).
+
+    With --check (and --bootstrap, -X, --config for the brokers): re-read exactly each sealed window with an
+    independent consumer (assigned offsets, no group membership, no commits), hash every message, and compare with
+    the message log the run's receipt sealed. Exit 0 when every window is identical; exit 1 naming the partition
+    and the first offset that differs or is missing (retention, compaction, a rewritten topic); exit 5 when the
+    brokers do not answer within --timeout."""
+    if check:
+        from .kafka import client_config, replay_check
+
+        results = replay_check(_ledger(ctx), run, client_config(bootstrap, props, config_files), timeout)
+        bad = [r for r in results if not r.ok]
+        if as_json:
+            _out({"run": run, "ok": not bad, "partitions": [pc.to_json() for pc in results]})
+        else:
+            for pc in results:
+                g = f"group {pc.group} " if pc.group else ""
+                state = "[ok  ]" if pc.ok else "[FAIL]"
+                detail = f"{pc.count} message(s) re-read, identical to the sealed receipt" if pc.ok else pc.problem
+                click.echo(f"{state} {g}{pc.label} [{pc.start}, {pc.end})  {detail}")
+            for pc in bad:
+                _err(f"error: run {run}: {pc.label}: {pc.problem}")
+        if bad:
+            sys.exit(1)
+        return
+    if bootstrap or props or config_files:
+        raise UsageError("--bootstrap, -X and --config go with --check")
     rows = _ledger(ctx).replay(run)
     if as_json:
         _out({"run": run, "anchors": [r.to_json() for r in rows]})
@@ -762,6 +805,37 @@ def replay(ctx: click.Context, run: str, as_json: bool) -> None:
         prev = f" after run {r.previous[0]} (#{r.previous[1]})" if r.previous else ""
         click.echo(f"{where:<28} [{r.start}, {r.end})  {r.end - r.start:>10} offset(s)  {joins}{prev}")
     _err(f"run {run}: {len(rows)} anchor(s) from commit b3:{rows[0].commit.hex()[:16]} (#{rows[0].seq})")
+
+
+@main.group()
+def anchors() -> None:
+    """Replay anchors from Kafka itself (needs the extra: pip install 'ledger[kafka]')."""
+
+
+@anchors.command("capture")
+@click.argument("run")
+@click.option("--group", "group", required=True, help="The consumer group whose committed offsets end the run.")
+@click.option("--topic", "topics", multiple=True, required=True, metavar="TOPIC", help="A topic (repeatable).")
+@_kafka_options
+@click.option("--json", "as_json", is_flag=True, help="Print the recorded offsets as one JSON document.")
+@click.pass_context
+def anchors_capture(ctx: click.Context, run: str, group: str, topics: tuple[str, ...], bootstrap: str | None,
+                    props: tuple[str, ...], config_files: tuple[str, ...], timeout: float, as_json: bool) -> None:
+    """Record RUN's offsets evidence from the brokers, for every partition of each --topic: start is where the
+    previous sealed run of this group ended on that partition (the low watermark for a stream's first run), end
+    is the group's committed offset, high the high watermark now. All partitions or nothing: an unknown topic or
+    group (exit 3), unreachable brokers (exit 5) or a committed offset beyond the high watermark (exit 6) records
+    nothing. Seal the run afterwards; `ledger check` shows how each range joins the previous run's."""
+    from .kafka import capture, client_config
+
+    records = capture(_ledger(ctx), run, client_config(bootstrap, props, config_files), group, list(topics),
+                      timeout)
+    if as_json:
+        _out({"run": run, "offsets": records})
+        return
+    for r in records:
+        click.echo(f"{r['topic']}[{r['partition']}]  [{r['start']}, {r['end']})  high {r['high']}")
+    _err(f"run {run}: offsets of {len(records)} partition(s) recorded for group {group}")
 
 
 @main.command("checkpoint")

@@ -575,6 +575,28 @@ def add_paths(store: Store, run: str, paths: list[str], kind: str = "file", as_n
     return AddResult(run, [s.entry for s in st.items], st.unchanged)
 
 
+def add_contents(store: Store, run: str, contents: dict[str, tuple[str, bytes]], scanner: Scanner | None = None
+                 ) -> AddResult:
+    """Add items given as bytes, ``{name: (kind, content)}``, in one batch: all or nothing, each name checked, a
+    typed item validated as a record of its kind, everything scanned for secrets -- what a library that produces
+    evidence in memory (the Kafka receipt tracker) needs, without temporary files."""
+    check_run_id(run)
+    for name, (kind, _) in contents.items():
+        check_kind(kind)
+        check_name(name, run)
+    _require_store(store)
+    check_open(store, run)
+    st = _Stager(store, run, scanner)
+    try:
+        for name, (kind, content) in contents.items():
+            st.add_bytes(name, kind, content)
+        st.commit()
+    except LedgerError:
+        st.abort()
+        raise
+    return AddResult(run, [s.entry for s in st.items], st.unchanged)
+
+
 def record(store: Store, run: str, kind: str, text: str | bytes, name: str | None = None,
            scanner: Scanner | None = None) -> AddResult:
     """Add JSON records of ``kind`` (one value, or for a typed kind an array: one item per element), each validated
