@@ -29,7 +29,14 @@ def as_s3(store: Store) -> S3Store | None:
 
 
 def open_store(url: str | None) -> Store:
-    """A store for ``url``: a plain path or ``file:///abs/path`` (local), ``s3://bucket/prefix`` (S3)."""
+    """A store for ``url``: a plain path or ``file:///abs/path`` (local), ``s3://bucket/prefix`` (S3); with its
+    writes instrumented when a crash test asks for it (ledger/faults.py)."""
+    from ..faults import instrument
+
+    return instrument(_open_store(url))
+
+
+def _open_store(url: str | None) -> Store:
     url = url or os.environ.get("LEDGER_STORE") or DEFAULT_STORE
     if url.startswith("file://"):
         parsed = urlparse(url)
