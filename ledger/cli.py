@@ -785,8 +785,9 @@ def replay(ctx: click.Context, run: str, check: bool, bootstrap: str | None, pro
                 state = "[ok  ]" if pc.ok else "[FAIL]"
                 detail = f"{pc.count} message(s) re-read, identical to the sealed receipt" if pc.ok else pc.problem
                 click.echo(f"{state} {g}{pc.label} [{pc.start}, {pc.end})  {detail}")
-            for pc in bad:
-                _err(f"error: run {run}: {pc.label}: {pc.problem}")
+            if bad:  # one error line, naming the first failing window (the table above names them all)
+                more = f" (and {len(bad) - 1} more partition(s))" if len(bad) > 1 else ""
+                _err(f"error: run {run}: {bad[0].label}: {bad[0].problem}{more}")
         if bad:
             sys.exit(1)
         return

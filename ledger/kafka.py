@@ -11,6 +11,7 @@ configure them; no property value is ever printed (it may be a password).
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 import uuid
@@ -83,12 +84,18 @@ class ReceiptTracker:
         self._parts: dict[tuple[str, int], _Partition] = {}
 
     def admit(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        p = self._parts.setdefault((topic, partition), _Partition())
-        if offset <= p.last:
-            raise UsageError(f"receipts: {topic}[{partition}]: offset {offset} admitted after {p.last} "
-                             "(offsets must increase within a partition)")
+        for what, v in (("key", key), ("value", value)):
+            if v is not None and not isinstance(v, bytes):  # a deserialised str/dict would hash as another type
+                raise UsageError(f"receipts: {topic}[{partition}] offset {offset}: the {what} must be the message's "
+                                 f"bytes (or None), got {type(v).__name__}: admit what the broker delivered")
         if not 0 <= offset < 2**63:
             raise UsageError(f"receipts: {topic}[{partition}]: offset {offset} out of range")
+        p = self._parts.get((topic, partition))
+        if p is not None and offset <= p.last:
+            raise UsageError(f"receipts: {topic}[{partition}]: offset {offset} admitted after {p.last} "
+                             "(offsets must increase within a partition)")
+        if p is None:
+            p = self._parts[(topic, partition)] = _Partition()
         p.log += LOG_RECORD.pack(offset, message_hash(topic, partition, offset, key, value))
         if p.count == 0:
             p.first = offset
@@ -157,7 +164,9 @@ def client_config(bootstrap: str | None, properties: Iterable[str] = (), files: 
     for kv in properties:
         key, sep, value = kv.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"-X {key.strip() or kv!r}: expected key=value")
+            # never echo the argument: its value may be a password
+            raise UsageError("-X: expected key=value" + (f" (got the key {key.strip()!r} alone)" if not sep else
+                                                        " (the key is empty)"))
         conf[key.strip()] = value
     if bootstrap:
         conf["bootstrap.servers"] = bootstrap
@@ -189,7 +198,7 @@ def _consumer(conf: Mapping[str, str], group: str, timeout: float) -> Any:
     try:
         return ck.Consumer(settings, logger=_Quiet())
     except ck.KafkaException as exc:
-        raise UsageError(f"Kafka client configuration: {_reason(exc)}") from None
+        raise UsageError(f"Kafka client configuration: {_without_values(_reason(exc))}") from None
 
 
 class _Quiet:
@@ -200,6 +209,12 @@ class _Quiet:
 
     def __getattr__(self, name: str) -> Any:
         return self.log
+
+
+def _without_values(message: str) -> str:
+    """librdkafka's configuration errors quote the offending value ('Invalid value "x" for configuration property
+    "y"'); a value may be a password, so it is masked, and only property names stay."""
+    return re.sub(r'(?i)(value\s*)"[^"]*"', r'\1"…"', message)
 
 
 def _reason(exc: Any) -> str:
@@ -345,8 +360,8 @@ def _read_window(consumer: Any, topic: str, partition: int, start: int, end: int
                     return
                 if err.code() == ck.KafkaError._TRANSPORT or err.code() == ck.KafkaError._ALL_BROKERS_DOWN:
                     raise KafkaUnavailable(f"Kafka: {topic}[{partition}]: {err.str()}")
-                if err.code() == ck.KafkaError.OFFSET_OUT_OF_RANGE:
-                    return  # the window's start is gone (retention, deletion): the caller names the first offset
+                if err.code() in (ck.KafkaError.OFFSET_OUT_OF_RANGE, ck.KafkaError._AUTO_OFFSET_RESET):
+                    return  # the window's start is gone or beyond the end now: the caller names the first offset
                 raise KafkaUnavailable(f"Kafka: {topic}[{partition}]: {err.str()}")
             off = msg.offset()
             if off >= end:
@@ -386,6 +401,7 @@ def replay_check(lg: Ledger, run: str, conf: Mapping[str, str], timeout: float =
     logs = _sealed_logs(lg, run)
     consumer = _consumer(conf, f"ledger-replay-{uuid.uuid4().hex}", timeout)
     out = []
+    known: set[str] = set()
     try:
         for group, topic, partition, start, end in anchors:
             if (topic, partition) not in logs and start == end:
@@ -397,7 +413,9 @@ def replay_check(lg: Ledger, run: str, conf: Mapping[str, str], timeout: float =
                 continue
             _, log = logs[(topic, partition)]
             sealed = [(o, h) for o, h in log if start <= o < end]
-            _partitions(consumer, topic, timeout)  # an unknown topic is exit 3 before anything is compared
+            if topic not in known:  # an unknown topic is exit 3 before anything is compared; once per topic
+                known.add(topic)
+                _partitions(consumer, topic, timeout)
             low, high = _watermarks(consumer, topic, partition, timeout)
             now = [] if start >= end or low >= end else list(
                 _read_window(consumer, topic, partition, max(start, low), end, time.monotonic() + timeout))
