@@ -129,6 +129,13 @@ class BundleStore(Store):
             raise NotFound(f"bundle {path}: no such file") from None
         except OSError as exc:
             raise StorageError(f"bundle {path}: cannot read ({exc.strerror})") from None
+        try:
+            self._open(path)
+        except BaseException:
+            self._f.close()  # a refused bundle leaves no file open behind it
+            raise
+
+    def _open(self, path: str) -> None:
         total = os.fstat(self._f.fileno()).st_size
         head = self._f.read(_HEAD.size)
         if len(head) != _HEAD.size or head[:8] != MAGIC:
@@ -167,6 +174,8 @@ class BundleStore(Store):
             self._index[key] = (base + start, n)
         if base + off != total:
             raise DecodeError(f"bundle {path}: {total - base - off:+d} bytes against its header (truncated or padded)")
+        if CONFIG not in self._index:  # every bundle starts with the store's config (bundle.md): this one is damaged
+            raise DecodeError(f"bundle {path}: no store config in it (damaged: bundle.md lists it first)")
         self._keys = list(self._index)
 
     def close(self) -> None:

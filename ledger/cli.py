@@ -19,7 +19,7 @@ from . import __version__
 from .api import Ledger
 from .closure import Assessment, NotReady
 from .digests import FORMAT
-from .errors import DecodeError, LedgerError, NotFound, StorageError, UsageError
+from .errors import CheckFailed, DecodeError, LedgerError, NotFound, StorageError, UsageError
 from .keys import generate_keyfile, load_public_key, load_signing_key
 from .names import KINDS, RECORD_KINDS
 from .objects import MAX_LOCK_DAYS, StoreLock
@@ -339,6 +339,11 @@ def verify(ctx: click.Context, run: str, trust: tuple[str, ...], bundle: str | N
                 cp = _decode_input(checkpoint, "checkpoint", Checkpoint.from_bytes)
                 since = Since(cp.commit, bs.since)
             elif checkpoint is not None:
+                from .layout import slot_key
+
+                if not bs.exists(slot_key(0)):  # neither a proof from a checkpoint nor the genesis: damaged
+                    raise CheckFailed(f"bundle {bundle}: holds no consistency proof from a checkpoint and does not "
+                                      "go back to the genesis (slot 0 missing): the bundle is damaged")
                 raise UsageError(f"bundle {bundle}: goes back to the genesis; verify it without --checkpoint")
             res = verify_store(bs, run, keys_, _progress_counter("verifying"), content=bs.content, since=since)
         finally:

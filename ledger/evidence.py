@@ -30,7 +30,7 @@ from .kinds import (
 from .layout import CONFIG, batch_key, batch_seq, is_immutable, marker_key, run_prefix, sealing_key, staged_prefix
 from .names import RECORD_KINDS, check_kind, check_name, check_run_id
 from .objects import Batch, ItemEntry, StagedItem, StoreConfig, Waived
-from .packs import LOOSE_MIN, ContentIndex, PackWriter, loose_key
+from .packs import LOOSE_MIN, ContentIndex, PackWriter, index_key, loose_key, pack_key
 from .storage import Store, Upload, as_s3
 
 if TYPE_CHECKING:
@@ -206,6 +206,7 @@ class _Stager:
         self.unchanged: list[ItemEntry] = []
         self._pending: list[tuple[Upload, Future[bool]]] = []  # large objects copied and bound, being published
         self._publisher: ThreadPoolExecutor | None = None
+        self._relied: set[str] = set()  # other writers' packs this stager relies on, made durable once
 
     def _known(self, digest: bytes) -> tuple[bool, str | None]:
         """Whether content is already stored (and in which pack), so it is not stored twice."""
@@ -217,10 +218,19 @@ class _Stager:
             self._index_loaded = True
         loc = self.index.locate(digest)
         if loc is not None:
+            self._rely_on(loc[0])
             return True, loc[0]
         if self._loose and digest.hex() in self._loose:
+            self.store.make_durable(loose_key(Digest(digest)))
             return True, None
         return False, None
+
+    def _rely_on(self, pack: str) -> None:
+        """Another writer's pack this batch will name: durable before the batch is (once per pack)."""
+        if pack not in self._relied:
+            self.store.make_durable(pack_key(pack))
+            self.store.make_durable(index_key(pack))
+            self._relied.add(pack)
 
     def _bind(self, entry: ItemEntry, pack: str | None, waived: Sequence[Waived] = ()) -> None:
         prev = self.existing.get(entry.name)
@@ -372,6 +382,8 @@ class _Stager:
     def _put_loose_bytes(self, digest: Digest, data: bytes) -> None:
         if not self.store.exists(loose_key(digest)):
             self.store.put_if_absent(loose_key(digest), data)
+        else:
+            self.store.make_durable(loose_key(digest))
 
     def add_file(self, name: str, kind: str, path: str) -> int:
         try:

@@ -24,6 +24,7 @@ import blake3
 from . import encoding
 from .chain import iter_chain
 from .errors import CheckFailed, NotFound, StorageError, UsageError
+from .files import read_small_file
 from .kinds import canonical_json
 from .policy import commit_ends
 
@@ -137,12 +138,9 @@ class ReceiptTracker:
 def load_properties(path: str) -> dict[str, str]:
     """A Java-style properties file, as librdkafka tools take it: ``key=value`` lines, ``#`` or ``!`` comments."""
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise NotFound(f"properties file {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"properties file {path}: cannot read ({exc})") from None
+        lines = read_small_file(path, "properties file").decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"properties file {path}: not UTF-8 text") from None
     out: dict[str, str] = {}
     for n, line in enumerate(lines, 1):
         line = line.strip()

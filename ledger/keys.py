@@ -10,12 +10,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .digests import CTX_KEY_ID, SIGNATURE_CONTEXT, Digest, typed_digest
-from .errors import NotFound, UsageError
+from .errors import UsageError
+from .files import read_small_file
 
 
 def key_id(public_raw: bytes) -> Digest:
@@ -88,19 +89,14 @@ def generate_keyfile(path: str | os.PathLike[str], force: bool = False) -> Signi
 
 
 def _read(path: str | os.PathLike[str], what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"{what} {path}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    return read_small_file(path, what)
 
 
 def load_signing_key(path: str | os.PathLike[str]) -> SigningKey:
     data = _read(path, "key file")
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise UsageError(f"key file {path}: not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise UsageError(f"key file {path}: not an Ed25519 private key")
@@ -112,7 +108,7 @@ def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
     data = _read(path, "public key file")
     try:
         key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         if b"PRIVATE KEY" in data:
             raise UsageError(f"public key file {path}: holds a private key; pass the .pub file") from None
         raise UsageError(f"public key file {path}: not a PEM public key") from None

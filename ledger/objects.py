@@ -295,6 +295,8 @@ class Marker:
         packs = m["packs"]
         if not all(isinstance(p, str) and is_pack_id(p) for p in packs):
             raise DecodeError(f"{what}: invalid pack id")
+        if len(set(packs)) != len(packs):
+            raise DecodeError(f"{what}: a pack is listed twice")
         return cls(m["run"], _nonneg(m["seq"], f"{what}: seq", MAX_SEQ), _digest(m["commit"], f"{what}: commit"),
                    tuple(packs))
 

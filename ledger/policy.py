@@ -20,7 +20,8 @@ from typing import Any
 from . import encoding
 from .digests import CTX_POLICY, FORMAT, Digest, content_digest, typed_digest
 from .encoding import Value, check_fields
-from .errors import DecodeError, LedgerError, StorageError, UsageError
+from .errors import DecodeError, LedgerError, NotFound, StorageError, UsageError
+from .files import read_small_file
 from .kinds import _TOPIC_RE, MAX_COUNT, MAX_RECORD_BYTES, TYPED_KINDS, Offsets
 from .names import KINDS
 from .objects import CommitBody, ItemEntry
@@ -187,6 +188,8 @@ class _Acc:
 
 
 def _load(path: str, acc: _Acc, stack: tuple[str, ...]) -> None:
+    if "\0" in path:
+        raise UsageError(f"policy {path!r}: not a valid path (a NUL byte)")
     real = os.path.realpath(path)
     label = os.path.basename(path)
     if real in stack:
@@ -194,16 +197,15 @@ def _load(path: str, acc: _Acc, stack: tuple[str, ...]) -> None:
     if real in acc.seen:
         return  # composed once, however often included
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise UsageError(f"policy {path}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"policy {path}: cannot read ({exc.strerror})") from None
+        raw = read_small_file(path, "policy")
+    except NotFound as exc:  # a policy that is not there is a usage error, as every other policy problem
+        raise UsageError(str(exc)) from None
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"policy {label}: malformed TOML ({exc})") from None
+    except RecursionError:
+        raise UsageError(f"policy {label}: malformed TOML (nested too deeply)") from None
     acc.seen.add(real)
     acc.sources.append((label, content_digest(raw).hex()))
     where = f"policy {label}"

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, BinaryIO
 
-from .errors import Refused, UsageError
+from .errors import NotFound, Refused, UsageError
+from .files import read_small_file
 
 # --- detectors --------------------------------------------------------------------------------------------------
 
@@ -198,14 +199,15 @@ def load_allow_list(path: str) -> list[AllowRule]:
 
     where = f"allow-list {path}"
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise UsageError(f"{where}: cannot read ({exc.strerror or exc})") from None
+        raw = read_small_file(path, "allow-list")
+    except NotFound as exc:
+        raise UsageError(str(exc)) from None
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise UsageError(f"{where}: not valid UTF-8") from None
+    except RecursionError:
+        raise UsageError(f"{where}: not valid TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{where}: not valid TOML: {_one_line(str(exc))}") from None
     extra = sorted(k for k in doc if k != "allow")

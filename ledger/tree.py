@@ -276,9 +276,13 @@ def leaf_hashes(get: Callable[[Digest], bytes], root: Digest) -> list[bytes]:
     a damaged node cannot go unnoticed; everything else walks with :func:`walk_leaves`."""
     out: list[bytes] = []
     stack = [root]
+    seen: set[bytes] = set()  # names are unique, so no node appears twice in a tree: a repeat is a cycle
     unpackb = msgpack.unpackb
     while stack:
         nid = stack.pop()
+        if nid in seen:
+            raise NodeError(nid, "appears twice in the tree (a cycle)")
+        seen.add(nid)
         data = get(nid)
         u = msgpack.Unpacker(raw=False, strict_map_key=False)
         u.feed(data)
@@ -294,11 +298,11 @@ def leaf_hashes(get: Callable[[Digest], bytes], root: Digest) -> list[bytes]:
             if u.unpack() != "level":
                 raise NodeError(nid, "not a tree node")
             level = u.unpack()
-        except (ValueError, msgpack.OutOfData, msgpack.ExtraData) as exc:
-            raise NodeError(nid, f"not a tree node ({type(exc).__name__})") from None
-        if level == 0:
-            out.extend(_B3(b"\x00" + data[a:b], derive_key_context=CTX_TREE).digest() for a, b in spans)
-        else:
+            if type(level) is not int or not 0 <= level <= 64:
+                raise NodeError(nid, "not a tree node (level)")
+            if level == 0:
+                out.extend(_B3(b"\x00" + data[a:b], derive_key_context=CTX_TREE).digest() for a, b in spans)
+                continue
             children = []
             for a, b in spans:
                 child = unpackb(data[a:b])
@@ -306,6 +310,8 @@ def leaf_hashes(get: Callable[[Digest], bytes], root: Digest) -> list[bytes]:
                     raise NodeError(nid, "interior node with a malformed child entry")
                 children.append(Digest(child["node"]))
             stack.extend(reversed(children))
+        except (ValueError, TypeError, msgpack.OutOfData, msgpack.ExtraData) as exc:  # UnicodeDecodeError too
+            raise NodeError(nid, f"not a tree node ({type(exc).__name__})") from None
     return out
 
 

@@ -338,8 +338,11 @@ def verify(store: Store, run: str, trusted: list[PublicKey],
     if sealed.marker is None:
         fail("marker", f"completion marker missing: commit {_short(commit.digest)} is in the chain but the seal "
                        "did not complete (re-run `ledger seal`)")
-    elif sealed.marker.run != run or sealed.marker.commit != commit.digest:
-        fail("marker", "completion marker does not name this commit")
+    elif sealed.marker.run != run:
+        fail("marker", f"completion marker names run {sealed.marker.run!r}, not {run}")
+    elif sealed.marker.commit != commit.digest:
+        fail("marker", f"completion marker names commit {_short(sealed.marker.commit)}, not this commit "
+                       f"{_short(commit.digest)}")
     else:
         checks.append(Check("marker", True, "completion marker present"))
 

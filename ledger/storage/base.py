@@ -146,5 +146,9 @@ class Store(ABC):
         """
         yield False
 
+    def make_durable(self, key: str) -> None:  # noqa: B027 - optional hook, a no-op for backends durable per write
+        """Make an existing object that another writer stored durable before relying on it (a local file system
+        may hold its name only in memory until its directory is fsynced)."""
+
     def sync(self) -> None:  # noqa: B027 - optional hook, a no-op for backends durable per write
         """Make everything written so far durable (backends that are durable per write do nothing)."""

@@ -147,6 +147,7 @@ class LocalStore(Store):
         self.root = os.path.abspath(root)
         self.url = "file://" + self.root
         self._dirs: set[str] = set()
+        self._durable: set[str] = set()  # directories whose own entry is known durable
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def _path(self, key: str) -> str:
@@ -158,6 +159,9 @@ class LocalStore(Store):
         return os.path.join(self.root, _TMP, f"{os.getpid()}-{secrets.token_hex(8)}")
 
     def _ensure_dir(self, d: str) -> None:
+        """``d`` exists, and so does every directory entry on the way to it, durably. A directory another process
+        made may not be durable yet (it fsyncs its parent after the mkdir): so the whole chain of parents is
+        fsynced here too, once per process, before anything is written into ``d`` and relied on."""
         if d in self._dirs:
             return
         missing = []
@@ -168,8 +172,22 @@ class LocalStore(Store):
         for m in reversed(missing):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(m)
-            _fsync_dir(os.path.dirname(m))
+            _fsync_dir(os.path.dirname(m))  # (the store's root itself is made here too, by create())
+        self._durable_parents(d)
         self._dirs.add(d)
+
+    def _durable_parents(self, d: str) -> None:
+        """fsync the parent of ``d`` and of each ancestor up to the store's root (each once per process: a
+        directory's own entry, once durable, stays so -- directories are never removed). A directory is marked
+        durable only after everything above it is, so meeting a marked one ends the walk."""
+        chain = []
+        p = d
+        while len(p) > len(self.root) and p not in self._durable:
+            chain.append(p)
+            p = os.path.dirname(p)
+        for q in reversed(chain):  # top down: each marked once the entries above it are durable
+            _fsync_dir(os.path.dirname(q))
+            self._durable.add(q)
 
     def _publish(self, tmp: str, key: str) -> bool:
         final = self._path(key)
@@ -178,9 +196,21 @@ class LocalStore(Store):
         try:
             os.link(tmp, final)
         except FileExistsError:
+            _fsync_dir(d)  # another writer's name, which the caller now relies on: durable before we go on
             return False
         _fsync_dir(d)
         return True
+
+    def make_durable(self, key: str) -> None:
+        """An existing object's name, which another writer made and the caller is about to rely on, made durable:
+        its directory (and the directories above it) fsynced. The content was fsynced before it was linked."""
+        path = self._path(key)
+        d = os.path.dirname(path)
+        try:
+            _fsync_dir(d)
+            self._durable_parents(d)
+        except OSError as exc:
+            raise _io_error(key, exc) from None
 
     # -- interface -----------------------------------------------------------------------------------------------
     def exists_store(self) -> bool:
@@ -282,8 +312,10 @@ class LocalStore(Store):
             os.close(fd)
 
     def delete(self, key: str) -> None:
+        path = self._path(key)
         try:
-            os.unlink(self._path(key))
+            os.unlink(path)
+            _fsync_dir(os.path.dirname(path))  # a delete that a power loss undoes could leave a fence behind
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return
         except OSError as exc:
