@@ -1104,7 +1104,8 @@ case("marker-seq-other", "completion marker", "seq", "2 -> 1 (another run's slot
 case("marker-seq-missing", "completion marker", "seq", "2 -> 7 (no such slot)", ("commit",),
      "commit slot 7 named by the completion marker is missing")(_marker(lambda m: m.__setitem__("seq", 7)))
 case("marker-commit", "completion marker", "commit", "another 32-byte digest", ("marker",),
-     "completion marker names commit " + _short(R32) + ", not this commit")(_marker(lambda m: m.__setitem__("commit", R32)))
+     "completion marker names commit " + _short(R32) + ", not this commit"
+     )(_marker(lambda m: m.__setitem__("commit", R32)))
 case("marker-commit-previous", "completion marker", "commit", "slot 1's commit digest", ("marker",),
      "completion marker names commit", "not this commit"
      )(lambda t: t.edit(marker_key(RUN), lambda m: m.__setitem__("commit", t.commit(1).digest)))
