@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import encoding
-from .chain import ChainEntry, ChainView
+from .chain import ChainEntry, ChainView, read_slot
 from .digests import FORMAT, Digest, content_digest
 from .errors import CheckFailed, Contention, NotFound, Refused, StorageError
 from .evidence import _require_store, require_run, staged_batch_keys, staged_items
@@ -259,6 +259,22 @@ def _refuse_if_marked(store: Store, run: str) -> None:
         raise _sealed_error(run, m.seq, m.commit)
 
 
+def _finish_if_marked(store: Store, run: str, leased: bool) -> SealResult | None:
+    """A run with its completion marker is sealed: exit 4 naming the commit -- unless a seal died after its marker,
+    in its cleanup, and left staged batches or its fence behind. Those are removed here either way; holding the
+    lease, this re-run is then the seal's completion (no other sealer can be in its cleanup now) and succeeds.
+    Without a lease (S3) another sealer may be cleaning up this very moment, so it stays exit 4."""
+    if not store.exists(marker_key(run)):
+        return None
+    m = Marker.from_bytes(store.get(marker_key(run)), f"run {run}: completion marker")
+    leftovers = staged_batch_keys(store, run)
+    if leftovers or store.exists(sealing_key(run)):
+        _cleanup(store, run, leftovers)
+        if leased:
+            return SealResult(run, m.seq, read_slot(store, m.seq), True, [])
+    raise _sealed_error(run, m.seq, m.commit)
+
+
 def _sealed_error(run: str, seq: int, digest: bytes) -> Contention:
     return Contention(f"run {run}: already sealed by commit b3:{digest.hex()[:16]} (#{seq})")
 
@@ -273,7 +289,9 @@ def seal(store: Store, run: str, key: SigningKey, now_ms: Callable[[], int] | No
     clock = now_ms or (lambda: time.time_ns() // 1_000_000)
     say = progress or (lambda msg: None)
     with store.lease(f"seal-{run}") as leased:
-        _refuse_if_marked(store, run)
+        finished = _finish_if_marked(store, run, leased)
+        if finished is not None:
+            return finished
         view = ChainView(store)
         view.refresh()
         done = view.find_run(run)

@@ -249,7 +249,7 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     assert usage([missing]) == f"policy {missing}: no such file"
     pol(tmp_path, "top.toml", 'include = ["gone.toml"]\nmin = {offsets = 1}')
     assert "gone.toml: no such file" in usage([str(tmp_path / "top.toml")])
-    assert "cannot read" in usage([str(tmp_path)])  # a directory
+    assert "is a directory" in usage([str(tmp_path)])
     assert "an empty policy is an error" in usage([])
 
 
