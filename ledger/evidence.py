@@ -636,14 +636,4 @@ def record(store: Store, run: str, kind: str, text: str | bytes, name: str | Non
         if prepared.get(item, content) != content:
             raise Refused(f"{what}: its name {item} is also given to a different record of this call")
         prepared[item] = content
-    _require_store(store)
-    check_open(store, run)
-    st = _Stager(store, run, scanner)
-    try:
-        for item, content in prepared.items():
-            st.add_bytes(item, kind, content)
-        st.commit()
-    except LedgerError:
-        st.abort()
-        raise
-    return AddResult(run, [s.entry for s in st.items], st.unchanged)
+    return add_contents(store, run, {item: (kind, content) for item, content in prepared.items()}, scanner)

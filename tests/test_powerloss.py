@@ -71,6 +71,7 @@ import pytest
 
 import ledger.storage.local as local_mod
 from ledger import Ledger, LedgerError
+from ledger.closure import SealResult
 from ledger.errors import Contention, NotFound
 from ledger.keys import SigningKey
 
@@ -605,13 +606,22 @@ def check_state(model: FsModel, step: Step, state: Path, pub: Any, key: SigningK
                 outcome = 0
                 if items_of(lg, run) != step.before:
                     bad.append(f"run {run}: not sealed, and its staged items changed")
+            left = [k for k in lg.store.list(f"runs/{run}/") if k != f"runs/{run}/sealed"]
+            sealed_by = lg.sealed(run).commit.digest if outcome == 2 else None
             try:
-                step.do(lg)  # the operator re-runs the seal
-                if outcome == 2:
-                    bad.append(f"run {run}: sealed with its marker, yet a second seal succeeded")
+                got = step.do(lg)  # the operator re-runs the seal
+                # Sealed with its marker: a second seal succeeds only as the completion of a cleanup the power
+                # loss cut short (staged batches or the fence left behind), naming the same commit.
+                if outcome == 2 and not left:
+                    bad.append(f"run {run}: sealed with its marker and cleaned up, yet a second seal succeeded")
+                elif outcome == 2 and not (isinstance(got, SealResult) and got.completed_interrupted
+                                           and got.digest == sealed_by):
+                    bad.append(f"run {run}: a second seal after the marker did not just complete the cleanup")
             except Contention:
-                if outcome != 2:
+                if outcome != 2 or left:
                     raise
+            if [k for k in lg.store.list(f"runs/{run}/") if k != f"runs/{run}/sealed"]:
+                bad.append(f"run {run}: re-running the seal left staged batches or the fence behind")
             res = lg.verify(run, [pub])
             if not res:
                 bad.append(f"run {run}: re-running the seal left it unverifiable: {res.first_failure}")
