@@ -309,10 +309,13 @@ def seal(ctx: click.Context, run: str, keyfile: str, policies: tuple[str, ...], 
                                               "no store is needed at all.")
 @click.option("--checkpoint", "checkpoint", metavar="FILE",
               help="With a bundle exported --since a checkpoint: that checkpoint, as the auditor kept it.")
+@click.option("--require-content", "require_content", is_flag=True,
+              help="Fail (exit 1) unless every item's content was re-hashed: refuses a metadata-only bundle, so a "
+                   "script that trusts the exit code cannot be handed a bundle whose content was left out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as one JSON document.")
 @click.pass_context
 def verify(ctx: click.Context, run: str, trust: tuple[str, ...], bundle: str | None, checkpoint: str | None,
-           as_json: bool) -> None:
+           as_json: bool, require_content: bool = False) -> None:
     """Verify sealed RUN completely: commit, signature (against --trust keys only), every item's content,
     the tree root, every chain link back to the genesis, and the completion marker. Exit 0 only if all hold."""
     keys_ = [load_public_key(p) for p in trust]
@@ -362,6 +365,10 @@ def verify(ctx: click.Context, run: str, trust: tuple[str, ...], bundle: str | N
         fail = res.first_failure
         if fail is not None and not as_json:
             _err(f"error: {fail.detail}")
+        sys.exit(1)
+    if require_content and not res.content_checked:
+        if not as_json:
+            _err(f"error: run {run}: content not checked (a metadata-only bundle) and --require-content was given")
         sys.exit(1)
 
 

@@ -69,6 +69,16 @@ def test_metadata_only_bundle_says_content_was_not_checked(sealed: Cli) -> None:
     assert "NOT CHECKED: metadata-only bundle" in r.out and "content NOT checked" in r.out, r.out
     j = c.json("verify", "r1", "--bundle", away / "meta.bundle", "--trust", away / "sealer.pub")
     assert j["content_checked"] is False and next(x for x in j["checks"] if x["name"] == "criteria")["ok"]
+    # A script that must have the content checked says so, and a metadata-only bundle then fails it (exit 1) --
+    # also one that claims to be metadata-only after the fact (a downgraded header), which verifies otherwise.
+    r = c("verify", "r1", "--bundle", away / "meta.bundle", "--trust", away / "sealer.pub", "--require-content")
+    assert r.code == 1 and r.err.strip() == "error: run r1: content not checked (a metadata-only bundle) and " \
+        "--require-content was given", str(r)
+    r = c("verify", "r1", "--bundle", away / "meta.bundle", "--trust", away / "sealer.pub", "--require-content",
+          "--json")
+    assert r.code == 1 and json.loads(r.out)["content_checked"] is False and r.err == "", str(r)
+    r = c("verify", "r1", "--bundle", full, "--trust", c.pub, "--require-content")
+    assert r.code == 0 and "content NOT checked" not in r.out, str(r)
 
 
 def test_every_damaged_object_of_a_bundle_fails_closed(sealed: Cli) -> None:
