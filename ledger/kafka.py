@@ -184,9 +184,8 @@ def _kafka() -> Any:
 def _timeouts(conf: Mapping[str, str], timeout: float) -> dict[str, str]:
     """Bounded waits: a broker that does not answer fails the command within about ``timeout`` seconds."""
     ms = str(max(1000, int(timeout * 1000)))
-    out = {"socket.timeout.ms": ms, "session.timeout.ms": "6000", "log_level": "0",
-           "topic.metadata.refresh.interval.ms": "-1"}
-    return {**out, **conf} if "log_level" in conf else {**conf, **out}
+    bounds = {"socket.timeout.ms": ms, "session.timeout.ms": "6000", "topic.metadata.refresh.interval.ms": "-1"}
+    return {"log_level": "0", **conf, **bounds}  # quiet unless the user asks; the bounds always apply
 
 
 def _consumer(conf: Mapping[str, str], group: str, timeout: float) -> Any:
