@@ -20,8 +20,8 @@ from .encoding import Value
 from .errors import CheckFailed, DecodeError, NotFound
 from .keys import PublicKey
 from .merkle import ProofError, inclusion_proof, root_from_inclusion_proof
-from .objects import ChildEntry, ItemEntry, SignedCommit
-from .tree import TREE_HASHER, _entries_root, _node_checked, leaf_hashes
+from .objects import ItemEntry, SignedCommit
+from .tree import TREE_HASHER, _entries_root, leaf_hashes, locate
 
 PROOF_TYPE = "inclusion"
 MAX_PATH = 64  # a run of 2**64 items is far beyond anything a store can hold
@@ -67,7 +67,10 @@ def prove(get: Callable[[Digest], bytes], run: str, seq: int, commit: SignedComm
     stored entries hashed as they stand). The path is checked against the commit before it is handed out, which is
     what catches a damaged store here."""
     body = commit.body
-    index, item = _locate(get, body.root, name, run)
+    found = locate(get, body.root, name)
+    if found is None:
+        raise NotFound(f"run {run}: item {name}: no such item")
+    index, item = found
     leaves = leaf_hashes(get, body.root)  # unchecked node by node: the path is checked against the items root below
     if len(leaves) != body.count:
         raise CheckFailed(f"run {run}: the tree holds {len(leaves)} items, the commit says {body.count}")
@@ -78,28 +81,6 @@ def prove(get: Callable[[Digest], bytes], run: str, seq: int, commit: SignedComm
         raise CheckFailed(f"run {run}: the stored tree's items root b3:{got.hex()[:16]} is not the sealed "
                           f"b3:{body.items_root.hex()[:16]}")
     return p
-
-
-def _locate(get: Callable[[Digest], bytes], root: Digest, name: str, run: str) -> tuple[int, ItemEntry]:
-    """The index of item ``name`` in name order: the counts of the subtrees left of its path, plus its place in
-    its level-0 node (every node on the way checked)."""
-    key = name.encode("utf-8")
-    nid, want_level, want_count, before = root, None, None, 0
-    while True:
-        level, entries = _node_checked(get, nid, want_level, want_count)
-        if level == 0:
-            for i, e in enumerate(entries):
-                if isinstance(e, ItemEntry) and e.name == name:
-                    return before + i, e
-            raise NotFound(f"run {run}: item {name}: no such item")
-        for e in entries:
-            assert isinstance(e, ChildEntry)
-            if key <= e.last.encode("utf-8"):
-                nid, want_level, want_count = e.node, level - 1, e.count
-                break
-            before += e.count
-        else:
-            raise NotFound(f"run {run}: item {name}: no such item")
 
 
 def root_from_proof(p: InclusionProof) -> Digest:

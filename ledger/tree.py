@@ -269,6 +269,28 @@ def _node_checked_leaves(get: Callable[[Digest], bytes], nid: Digest, want_level
     return level, entries, encoded, leaves
 
 
+def locate(get: Callable[[Digest], bytes], root: Digest, name: str) -> tuple[int, ItemEntry] | None:
+    """Item ``name`` and its index in name order, or None: a descent by the children's last names, O(depth) node
+    reads (each checked against its id, level and count), the index summed from the subtrees left of the path."""
+    key = name.encode("utf-8")
+    nid, want_level, want_count, before = root, None, None, 0
+    while True:
+        level, entries = _node_checked(get, nid, want_level, want_count)
+        if level == 0:
+            for i, e in enumerate(entries):
+                if isinstance(e, ItemEntry) and e.name == name:
+                    return before + i, e
+            return None
+        for e in entries:
+            assert isinstance(e, ChildEntry)
+            if key <= e.last.encode("utf-8"):
+                nid, want_level, want_count = e.node, level - 1, e.count
+                break
+            before += e.count
+        else:
+            return None
+
+
 def leaf_hashes(get: Callable[[Digest], bytes], root: Digest) -> list[bytes]:
     """Every item's leaf hash in name order, read as fast as the bytes allow: each stored entry is hashed as it
     stands, nothing is decoded into objects, and nodes are *not* checked one by one. Only for callers that check

@@ -22,11 +22,11 @@ from .evidence import staged_batch_keys
 from .keys import PublicKey
 from .layout import CONFIG, marker_key, node_pack_ids, policy_key, slot_key
 from .merkle import root_from_leaf_hashes
-from .objects import ChildEntry, CommitBody, ItemEntry, Marker, SignedCommit, StoreConfig
+from .objects import CommitBody, ItemEntry, Marker, SignedCommit, StoreConfig
 from .packs import ContentIndex, index_key, loose_key, pack_key
 from .policy import Criterion, Evidence, EvidenceBuilder, Policy, anchors, commit_ends, evaluate
 from .storage import Store, as_s3
-from .tree import TreeBuilder, _node_checked, walk, walk_leaves
+from .tree import TreeBuilder, locate, walk, walk_leaves
 
 if TYPE_CHECKING:
     from .storage.s3 import S3Store
@@ -97,26 +97,8 @@ class SealedRun:
 
     def find(self, name: str) -> ItemEntry | None:
         """Descend by the children's last names: O(depth) node reads, not a full walk."""
-        nid = self.commit.body.root
-        level: int | None = None
-        key = name.encode("utf-8")
-        while True:
-            level, entries = _node_checked(self.node, nid, level, None)
-            if level == 0:
-                for e in entries:
-                    assert isinstance(e, ItemEntry)
-                    if e.name == name:
-                        return e
-                return None
-            nxt = None
-            for e in entries:
-                assert isinstance(e, ChildEntry)
-                if key <= e.last.encode("utf-8"):
-                    nxt = e
-                    break
-            if nxt is None:
-                return None
-            nid, level = nxt.node, level - 1
+        found = locate(self.node, self.commit.body.root, name)
+        return None if found is None else found[1]
 
     def read(self, entry: ItemEntry) -> bytes:
         """An item's content, checked against its digest."""
