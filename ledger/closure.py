@@ -253,9 +253,15 @@ def _unfence(store: Store, run: str) -> None:
         store.delete(sealing_key(run))
 
 
+def _marker(store: Store, run: str) -> Marker | None:
+    if not store.exists(marker_key(run)):
+        return None
+    return Marker.from_bytes(store.get(marker_key(run)), f"run {run}: completion marker")
+
+
 def _refuse_if_marked(store: Store, run: str) -> None:
-    if store.exists(marker_key(run)):
-        m = Marker.from_bytes(store.get(marker_key(run)), f"run {run}: completion marker")
+    m = _marker(store, run)
+    if m is not None:
         raise _sealed_error(run, m.seq, m.commit)
 
 
@@ -264,9 +270,9 @@ def _finish_if_marked(store: Store, run: str, leased: bool) -> SealResult | None
     in its cleanup, and left staged batches or its fence behind. Those are removed here either way; holding the
     lease, this re-run is then the seal's completion (no other sealer can be in its cleanup now) and succeeds.
     Without a lease (S3) another sealer may be cleaning up this very moment, so it stays exit 4."""
-    if not store.exists(marker_key(run)):
+    m = _marker(store, run)
+    if m is None:
         return None
-    m = Marker.from_bytes(store.get(marker_key(run)), f"run {run}: completion marker")
     leftovers = staged_batch_keys(store, run)
     if leftovers or store.exists(sealing_key(run)):
         _cleanup(store, run, leftovers)

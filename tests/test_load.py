@@ -35,7 +35,7 @@ from typing import Any
 import blake3
 import pytest
 from conftest import S3Server
-from test_races import assert_linear_chain
+from test_races import assert_linear_chain, release_together
 
 from ledger import Ledger
 from ledger.keys import generate_keyfile
@@ -96,29 +96,10 @@ def env() -> dict[str, str]:
 
 def contend(store: str, kind: str, groups: list[list[list[Any]]], cwd: Path) -> list[list[Done]]:
     """One process per group of commands, all released at once; each runs its commands in turn."""
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    procs: list[subprocess.Popen[bytes]] = []
     reports = [cwd / f"report-{time.monotonic_ns()}-{i}.json" for i in range(len(groups))]
-    try:
-        for group, report in zip(groups, reports, strict=True):
-            cmds = [["--store", store] + [str(a) for a in argv] for argv in group]
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", WRAPPER, str(ready_w), str(go_r), str(report), kind, json.dumps(cmds)],
-                cwd=cwd, env=env(), pass_fds=(ready_w, go_r), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE))
-        os.close(ready_w)
-        ready_w = -1
-        got = 0
-        while got < len(procs):
-            b = os.read(ready_r, 256)
-            if not b:  # every child closed its end: one died before it was ready (its exit code will tell)
-                break
-            got += len(b)
-    finally:
-        for fd in (ready_w, ready_r, go_r, go_w):
-            if fd >= 0:
-                os.close(fd)  # closing go_w releases the barrier
+    tails = [[str(report), kind, json.dumps([["--store", store] + [str(a) for a in argv] for argv in group])]
+             for group, report in zip(groups, reports, strict=True)]
+    procs = release_together(WRAPPER, tails, cwd, env())
     results = []
     for p, report in zip(procs, reports, strict=True):
         out, err = p.communicate(timeout=TIMEOUT)

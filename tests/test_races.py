@@ -74,16 +74,18 @@ def run_cli(store: Path, *args: Any, cwd: Path) -> Result:
     return Result(argv, p.returncode, p.stdout.decode(), p.stderr.decode("utf-8", "replace"))
 
 
-def race(store: Path, argvs: list[list[Any]], cwd: Path, patch: str = "none") -> list[Result]:
-    """Start one process per argv, release them together, wait for all."""
+def release_together(wrapper: str, tails: list[list[str]], cwd: Path, env: dict[str, str]
+                     ) -> list[subprocess.Popen[bytes]]:
+    """Start ``python -c wrapper READY_FD GO_FD *tail`` per tail; each wrapper writes one byte to READY_FD once it is
+    up and then blocks reading GO_FD. Returns when all are ready (or one died first), having released them at once
+    by closing the go pipe: a barrier, not a sleep."""
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for argv in argvs:
-            args = ["--store", str(store)] + [str(a) for a in argv]
+        for tail in tails:
             procs.append(subprocess.Popen(
-                [sys.executable, "-c", WRAPPER, str(ready_w), str(go_r), patch, *args], cwd=cwd, env=env(),
+                [sys.executable, "-c", wrapper, str(ready_w), str(go_r), *tail], cwd=cwd, env=env,
                 pass_fds=(ready_w, go_r), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         os.close(ready_w)
         ready_w = -1
@@ -97,6 +99,13 @@ def race(store: Path, argvs: list[list[Any]], cwd: Path, patch: str = "none") ->
         for fd in (ready_w, ready_r, go_r, go_w):
             if fd >= 0:
                 os.close(fd)  # closing go_w releases the barrier
+    return procs
+
+
+def race(store: Path, argvs: list[list[Any]], cwd: Path, patch: str = "none") -> list[Result]:
+    """Start one process per argv, release them together, wait for all."""
+    procs = release_together(WRAPPER, [[patch, "--store", str(store), *(str(a) for a in argv)] for argv in argvs],
+                             cwd, env())
     results = []
     for argv, p in zip(argvs, procs, strict=True):
         out, err = p.communicate(timeout=TIMEOUT)
