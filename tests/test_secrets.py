@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import io
 import json
 import logging
 import random
 import re
 import string
+import sys
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -163,52 +165,18 @@ def test_corpus_covers_at_least_14_types() -> None:
 
 # --- realistic evidence -----------------------------------------------------------------------------------------
 
-def evidence_lines(r: random.Random) -> Iterator[str]:
-    """Realistic log / CSV / JSON evidence: timestamps, UUIDs, digests, URLs, IPs, kafka names. No secrets."""
-    topics = ["ingest.events", "orders-v2", "payments_raw", "clickstream.eu-west-1", "__consumer_offsets"]
-    i = 0
-    while True:
-        i += 1
-        ts = f"2026-11-{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}" \
-             f".{r.randint(0, 999):03d}Z"
-        u = str(uuid.UUID(int=r.getrandbits(128)))
-        h = hashlib.sha256(i.to_bytes(8, "big")).hexdigest()
-        k = r.randrange(12)
-        if k == 0:
-            yield json.dumps({"topic": r.choice(topics), "partition": r.randint(0, 11), "start": i * 100,
-                              "end": i * 100 + 120}, separators=(",", ":"))
-        elif k == 1:
-            yield json.dumps({"source": "kafka", "count": r.randint(1, 10**4), "digest": f"sha256:{h}"},
-                             separators=(",", ":"))
-        elif k == 2:
-            yield f"{ts} INFO  [worker-{r.randint(1, 16)}] o.a.k.c.consumer.KafkaConsumer - committed offset " \
-                  f"{r.randint(0, 10**9)} for {r.choice(topics)}-{r.randint(0, 11)} request_id={u}"
-        elif k == 3:
-            yield f"{i},{ts},{u},{r.choice(['ok', 'retry', 'quarantined'])},{r.random() * 1000:.3f},EUR"
-        elif k == 4:
-            yield f"{ts} GET https://api.example.com/v1/items/{r.randint(1, 99999)}?page={r.randint(1, 9)} 200 " \
-                  f"{r.randint(1, 900)}ms 203.0.113.{r.randint(0, 255)} \"Mozilla/5.0 (X11; Linux x86_64)\""
-        elif k == 5:
-            yield json.dumps({"name": "model", "version": f"2026.{r.randint(1, 12)}.{r.randint(0, 9)}",
-                              "artifact": "b3:" + hashlib.blake2b(h.encode(), digest_size=32).hexdigest(),
-                              "commit": hashlib.sha1(h.encode()).hexdigest()}, separators=(",", ":"))
-        elif k == 6:
-            yield f"{ts} WARN  retrying upload s3://evidence/ledger/objects/{h[:2]}/{h} attempt={r.randint(1, 5)} " \
-                  f"host=ip-172-31-{r.randint(0, 255)}-{r.randint(0, 255)}.eu-west-1.compute.internal"
-        elif k == 7:
-            yield f"{ts} DEBUG auth ok user=svc-pipeline session={u} token_expires_in=3600"
-        elif k == 8:
-            yield f'"{ts}","{r.choice(topics)}",{r.randint(0, 11)},{r.randint(0, 10**12)},"{uuid.UUID(int=i).hex}"'
-        elif k == 9:
-            yield json.dumps({"key": f"customer-{i}", "value": {"amount": r.randint(1, 999), "currency": "EUR"},
-                              "digest": h, "md5": hashlib.md5(h.encode()).hexdigest()})
-        elif k == 10:
-            sri = base64.b64encode(hashlib.sha512(h.encode()).digest()).decode()
-            yield f'    "integrity": "sha512-{sri}",'
-        else:
-            yield f"{ts} ERROR java.lang.IllegalStateException: rebalance in progress at org.apache.kafka." \
-                  f"clients.consumer.internals.ConsumerCoordinator.onJoinComplete(ConsumerCoordinator.java:" \
-                  f"{r.randint(100, 999)})"
+def _benchlib() -> Any:
+    """tools/benchlib.py, whose evidence generator the secret benchmark times the scanner on: the same text here."""
+    path = Path(__file__).resolve().parent.parent / "tools" / "benchlib.py"
+    spec = importlib.util.spec_from_file_location("benchlib", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("benchlib", mod)  # its dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+evidence_lines = _benchlib().evidence_lines
 
 
 EVIDENCE_EXAMPLES = [
@@ -252,9 +220,8 @@ EVIDENCE_EXAMPLES = [
 @pytest.fixture(scope="module")
 def background() -> bytes:
     """About 3 MiB of evidence lines (several chunks of any odd size)."""
-    r = random.Random(11)
     out, size = [], 0
-    for line in evidence_lines(r):
+    for line in evidence_lines(11):
         out.append(line)
         size += len(line) + 1
         if size > 3 << 20:

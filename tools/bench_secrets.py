@@ -23,16 +23,11 @@ to confirm. Timings are never asserted anywhere; ratios are the meaningful figur
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import json
 import os
-import random
 import statistics
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,57 +40,10 @@ from ledger import secrets  # noqa: E402
 CHUNK = secrets.CHUNK
 
 
-def evidence_lines(seed: int) -> Iterator[str]:
-    r = random.Random(seed)
-    topics = ["ingest.events", "orders-v2", "payments_raw", "clickstream.eu-west-1", "__consumer_offsets"]
-    i = 0
-    while True:
-        i += 1
-        ts = f"2026-11-{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:" \
-             f"{r.randint(0, 59):02d}.{r.randint(0, 999):03d}Z"
-        u = str(uuid.UUID(int=r.getrandbits(128)))
-        h = hashlib.sha256(i.to_bytes(8, "big")).hexdigest()
-        k = r.randrange(12)
-        if k == 0:
-            yield json.dumps({"topic": r.choice(topics), "partition": r.randint(0, 11), "start": i * 100,
-                              "end": i * 100 + 120}, separators=(",", ":"))
-        elif k == 1:
-            yield json.dumps({"source": "kafka", "count": r.randint(1, 10**4), "digest": f"sha256:{h}"},
-                             separators=(",", ":"))
-        elif k == 2:
-            yield f"{ts} INFO  [worker-{r.randint(1, 16)}] o.a.k.c.consumer.KafkaConsumer - committed offset " \
-                  f"{r.randint(0, 10**9)} for {r.choice(topics)}-{r.randint(0, 11)} request_id={u}"
-        elif k == 3:
-            yield f"{i},{ts},{u},{r.choice(['ok', 'retry', 'quarantined'])},{r.random() * 1000:.3f},EUR"
-        elif k == 4:
-            yield f"{ts} GET https://api.example.com/v1/items/{r.randint(1, 99999)}?page={r.randint(1, 9)} 200 " \
-                  f"{r.randint(1, 900)}ms 203.0.113.{r.randint(0, 255)} \"Mozilla/5.0 (X11; Linux x86_64)\""
-        elif k == 5:
-            yield json.dumps({"name": "model", "version": f"2026.{r.randint(1, 12)}.{r.randint(0, 9)}",
-                              "artifact": "b3:" + hashlib.blake2b(h.encode(), digest_size=32).hexdigest(),
-                              "commit": hashlib.sha1(h.encode()).hexdigest()}, separators=(",", ":"))
-        elif k == 6:
-            yield f"{ts} WARN  retrying upload s3://evidence/ledger/objects/{h[:2]}/{h} attempt={r.randint(1, 5)} " \
-                  f"host=ip-172-31-{r.randint(0, 255)}-{r.randint(0, 255)}.eu-west-1.compute.internal"
-        elif k == 7:
-            yield f"{ts} DEBUG auth ok user=svc-pipeline session={u} token_expires_in=3600"
-        elif k == 8:
-            yield f'"{ts}","{r.choice(topics)}",{r.randint(0, 11)},{r.randint(0, 10**12)},"{uuid.UUID(int=i).hex}"'
-        elif k == 9:
-            yield json.dumps({"key": f"customer-{i}", "value": {"amount": r.randint(1, 999), "currency": "EUR"},
-                              "digest": h, "md5": hashlib.md5(h.encode()).hexdigest()})
-        elif k == 10:
-            yield f'    "integrity": "sha512-{base64.b64encode(bl.det_bytes(h, 64)).decode()}",'
-        else:
-            yield f"{ts} ERROR java.lang.IllegalStateException: rebalance in progress at org.apache.kafka." \
-                  f"clients.consumer.internals.ConsumerCoordinator.onJoinComplete(ConsumerCoordinator.java:" \
-                  f"{r.randint(100, 999)})"
-
-
 def write_evidence(path: str, size: int) -> None:
     with open(path, "w") as f:
         written, batch = 0, []
-        for line in evidence_lines(2026):
+        for line in bl.evidence_lines(2026):
             batch.append(line)
             written += len(line) + 1
             if len(batch) == 10_000 or written >= size:
