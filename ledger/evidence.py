@@ -57,6 +57,15 @@ class AddResult:
         return sum(e.size for e in self.added)
 
 
+def _scan_threads() -> int:
+    """Prefilter threads for one large file: one per CPU this process may run on, at least two. The scan, not
+    hashing or copying, bounds how fast a large file is added, and it scales with cores (tools/bench_secrets.py)."""
+    try:
+        return max(2, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(2, os.cpu_count() or 2)
+
+
 def _read_batch(store: Store, run: str, key: str, cache: dict[str, Batch] | None) -> Batch:
     batch = cache.get(key) if cache is not None else None
     if batch is None:
@@ -194,7 +203,6 @@ class _Stager:
         self.scanner = scanner  # None: no secret scanning (only internal callers that store no evidence)
         self.waivers: list[Waived] = []  # waived secret findings of the items this call binds
         self._queue: list[tuple[str, str, bytes]] = []  # small items awaiting their batch's secret scan
-        self._pending_waivers: list[Waived] = []  # waived findings of the large file being scanned
         self._queued = 0
         self._batches: dict[str, Batch] = {}
         self.existing = staged_items(store, run, self._batches)
@@ -255,81 +263,39 @@ class _Stager:
         """Scan a large file for secrets, hashing the bytes scanned: whatever is stored afterwards must hash the
         same, so a file that changes between the scan and the copy is refused rather than stored unscanned.
 
-        Fast path: the prefilter (a superset of every detector, never matching across a newline) runs over
-        newline-aligned chunks on two threads -- RE2 releases the GIL -- while this thread reads and hashes. Only
-        a chunk that may hold a finding is scanned the exact way, with the item's own line numbers and the
-        allow-list; a line longer than several chunks sends the whole file to the sequential scan."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        hasher = new_content_hasher(size)
-        total = 0
+        The prefilter runs on one thread per CPU (:meth:`Scanner.scan_parallel`) while this thread reads and
+        hashes -- on one thread: the prefilter needs the CPUs far more than BLAKE3 does. A line longer than
+        several chunks sends the whole file to the sequential scan, which must then read the same bytes."""
         scanner = self.scanner
         if scanner is None:
             digest, total = hash_stream(f, size)
             f.seek(0)
             return [], digest, total
-        carry = b""
-        line = 1  # the line number of the carry's first byte
-        pieces: list[tuple[int, bytes, Future[list[tuple[int, int]]]]] = []
-        exact = False
-        with ThreadPoolExecutor(2, thread_name_prefix="ledger-scan") as pool:
-            while True:
-                chunk = f.read(SCAN_CHUNK)
-                if not chunk:
-                    break
-                hasher.update(chunk)
-                total += len(chunk)
-                if exact:
-                    continue
-                cut = chunk.rfind(b"\n")
-                if cut < 0:
-                    carry += chunk
-                    exact = len(carry) > 4 * SCAN_CHUNK  # a very long line: leave it to the exact scan
-                    continue
-                piece, carry = carry + chunk[:cut + 1], chunk[cut + 1:]
-                pieces.append((line, piece, pool.submit(scanner.candidate_lines, piece)))
-                line += piece.count(b"\n")
-                if len(pieces) > 4:  # keep memory bounded: settle the oldest pieces as we go
-                    self._settle(pieces, name)
-            if carry and not exact:
-                pieces.append((line, carry, pool.submit(scanner.candidate_lines, carry)))
-            while pieces and not exact:
-                self._settle(pieces, name)
-        f.seek(0)
-        if exact:
-            self._pending_waivers = []
-            waived = self._scan_exact(name, f)
-            f.seek(0)
-            return waived, Digest(hasher.digest()), total
-        waived, self._pending_waivers = self._pending_waivers, []
-        return waived, Digest(hasher.digest()), total
-
-    def _settle(self, pieces: list[tuple[int, bytes, Future[list[tuple[int, int]]]]], name: str) -> None:
-        """Resolve the oldest piece: clean, or scanned exactly with the item's own line numbers (its waived
-        findings kept for the item; an un-waived one refuses the item)."""
-        assert self.scanner is not None
-        first, piece, fut = pieces.pop(0)
-        candidates = fut.result()
-        if not candidates:
-            return
+        hasher = new_content_hasher()
         with self._refusing():
-            # Only the candidate lines: each scanned exactly, as a line of the item, with its own line number.
-            counted, line = 0, first
-            for start, end in candidates:
-                line += piece.count(b"\n", counted, start)
-                counted = start
-                self._pending_waivers += [_waived(w) for w in self.scanner.check_lines(name, piece[start:end], line)]
+            done = scanner.scan_parallel(name, f, hasher, _scan_threads())
+        f.seek(0)
+        if done is None:
+            waived, again = self._scan_exact(name, f, size)
+            f.seek(0)
+            if again[0] != hasher.digest():  # the sequential scan read other bytes than were hashed
+                raise StorageError(f"run {self.run}: item {name}: the file changed while it was being added")
+            return waived, Digest(hasher.digest()), again[1]
+        waivers, total = done
+        return [_waived(w) for w in waivers], Digest(hasher.digest()), total
 
-    def _scan_exact(self, name: str, f: BinaryIO) -> list[Waived]:
+    def _scan_exact(self, name: str, f: BinaryIO, size: int) -> tuple[list[Waived], tuple[bytes, int]]:
+        """The sequential scan from the file's start; also the digest and length of what it read."""
         assert self.scanner is not None
         scan = self.scanner.stream(name)
+        hasher = new_content_hasher(size)
+        total = 0
         with self._refusing():
-            while True:
-                chunk = f.read(SCAN_CHUNK)
-                if not chunk:
-                    break
+            while chunk := f.read(SCAN_CHUNK):
+                hasher.update(chunk)
+                total += len(chunk)
                 scan.update(chunk)
-            return [_waived(w) for w in scan.finish()]
+            return [_waived(w) for w in scan.finish()], (hasher.digest(), total)
 
     @contextlib.contextmanager
     def _refusing(self) -> Iterator[None]:

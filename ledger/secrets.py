@@ -486,6 +486,7 @@ MAX_LINE = 1 << 20  # a line longer than this is scanned in pieces ...
 OVERLAP = 8 << 10  # ... that overlap by this much, so a match shorter than it is never cut in two
 WINDOW = 4 << 10  # context kept on each side of a match in a long line
 MAX_WINDOW = 64 << 10  # a line up to this long is confirmed whole (exactly as detect-secrets sees it)
+LONG_LINE = 4 * CHUNK  # a longer line sends a parallel scan to the sequential one
 
 
 class ItemScan:
@@ -599,6 +600,24 @@ def _candidates(buf: bytes, start: int, end: int, first: int) -> list[tuple[int,
     return out
 
 
+def candidate_ranges(buf: bytes | bytearray, start: int, end: int) -> tuple[list[tuple[int, int]], int]:
+    """A prefilter thread's work on ``buf[start:end]`` (whole lines): the (start, end) ranges of the lines the
+    prefilter matches, end including the newline -- the only lines that can hold a finding -- and the number of
+    newlines in the range (for the line numbers of the pieces after it)."""
+    pat = _prefilter()
+    out: list[tuple[int, int]] = []
+    pos = start
+    while pos < end:
+        m = pat.search(buf, pos, end)
+        if m is None:
+            break
+        ls = buf.rfind(b"\n", start, m.start()) + 1 or start
+        le = buf.find(b"\n", m.end(), end) + 1 or end
+        out.append((ls, le))
+        pos = le
+    return out, buf.count(b"\n", start, end)
+
+
 def _windows(pat: Any, buf: bytes, ls: int, le: int, s: int, e: int) -> Iterator[tuple[int, int]]:
     """Windows of a long line ``buf[ls:le]`` around its matches (the first is ``s..e``): each match with WINDOW
     bytes either side, neighbours merged while the window stays within MAX_WINDOW (a single longer match is kept
@@ -640,23 +659,80 @@ class Scanner:
         scan.update(data)
         return scan.finish()
 
-    def candidate_lines(self, data: bytes) -> list[tuple[int, int]]:
-        """The (start, end) byte ranges of the lines of ``data`` the prefilter matches, end including the newline:
-        the only lines that can hold a finding."""
-        out: list[tuple[int, int]] = []
-        pos = 0
-        pre = _prefilter()
-        while True:
-            m = pre.search(data, pos)
-            if m is None:
-                return out
-            start = data.rfind(b"\n", 0, m.start()) + 1
-            nl = data.find(b"\n", m.end())
-            end = len(data) if nl < 0 else nl + 1
-            out.append((start, end))
-            pos = end
-            if pos >= len(data):
-                return out
+    def scan_parallel(self, item: str, f: BinaryIO, hasher: Any, threads: int) -> tuple[list[Waiver], int] | None:
+        """Scan a large file from its current position on ``threads`` prefilter threads (RE2 releases the GIL),
+        feeding every byte read to ``hasher``: the caller's digest of exactly the bytes scanned. Returns the
+        waivers and the number of bytes read; raises :class:`SecretFound`; returns None when a line is longer
+        than LONG_LINE (the caller then runs the sequential scan, :meth:`stream`).
+
+        Chunks are read into a few reused buffers and prefiltered where they lie, between their first and last
+        newline; the line that spans two chunks is prefiltered on its own. Nothing is copied but that line, and
+        every buffer is reused once its chunk is settled. Pieces are settled in file order: candidate lines are
+        confirmed with the item's own line numbers, so the allow-list applies as it does to :meth:`check_bytes`."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        free: list[bytearray] = []
+        pending: deque[tuple[bytearray | None, bytes | bytearray, int, Any]] = deque()
+        waivers: list[Waiver] = []
+        line = 1  # the line number of the first piece not settled yet
+        carry = b""  # the start of a line that goes on in the next chunk
+        total = 0
+        too_long = False
+
+        def settle() -> None:
+            nonlocal line
+            buf, data, start, fut = pending.popleft()
+            ranges, newlines = fut.result()
+            at, counted = line, start
+            for s, e in ranges:
+                at += data.count(b"\n", counted, s)
+                counted = s
+                waivers.extend(self.check_lines(item, bytes(data[s:e]), at))
+            line += newlines
+            if buf is not None:
+                free.append(buf)
+
+        with ThreadPoolExecutor(threads, thread_name_prefix="ledger-scan") as pool:
+            def submit(buf: bytearray | None, data: bytes | bytearray, start: int, end: int) -> None:
+                pending.append((buf, data, start, pool.submit(candidate_ranges, data, start, end)))
+
+            while True:
+                buf = free.pop() if free else bytearray(CHUNK)
+                n = f.readinto(buf)  # type: ignore[attr-defined]
+                if not n:
+                    break
+                view = memoryview(buf)[:n]
+                hasher.update(view)
+                total += n
+                first = -1 if too_long else buf.find(b"\n", 0, n)
+                if first < 0:
+                    free.append(buf)
+                    if not too_long:
+                        carry += view
+                        too_long = len(carry) > LONG_LINE
+                    continue
+                if len(carry) + first > LONG_LINE:  # the line ending here (newline not counted) is too long
+                    free.append(buf)
+                    too_long = True
+                    continue
+                last = buf.rfind(b"\n", 0, n)
+                head = carry + view[:first + 1]
+                carry = bytes(view[last + 1:])
+                submit(None, head, 0, len(head))
+                if last > first:
+                    submit(buf, buf, first + 1, last + 1)
+                else:
+                    free.append(buf)
+                while len(pending) > 2 * threads:  # bounded memory: settle the oldest pieces as we go
+                    settle()
+            if too_long:
+                return None
+            if carry:
+                submit(None, carry, 0, len(carry))
+            while pending:
+                settle()
+        return waivers, total
 
     def clean(self, data: bytes) -> bool:
         """True when no line of ``data`` can hold a finding: the prefilter, a superset of every detector, matches

@@ -12,7 +12,10 @@ warm-up round so that detect-secrets' import and RE2's DFA construction are not 
 
 * ``read``: the reads alone (the floor);
 * ``read + BLAKE3``: the reads and a single-threaded ``blake3`` hash (what storing an item costs at the least);
-* ``Scanner().check_file``: the secret scan (RE2 prefilter, then detect-secrets on the candidate lines).
+* ``Scanner().check_file``: the secret scan (RE2 prefilter, then detect-secrets on the candidate lines);
+* ``prefilter, 1 thread`` and ``prefilter, N threads``: the RE2 prefilter alone over the file's 8 MiB pieces, on
+  one thread and on one per CPU as ``ledger add`` runs it for a large file. Its speed on all CPUs is the floor of
+  adding a large file: no byte is stored before it has been through it.
 
     python tools/bench_secrets.py [--mib 256] [--reps 3] [--dir DIR]
 
@@ -78,6 +81,20 @@ def scan(path: str) -> None:
         secrets.Scanner().check_file(os.path.basename(path), f)
 
 
+def prefilter(path: str, threads: int) -> None:
+    """The prefilter alone over 8 MiB pieces on ``threads`` threads (RE2 releases the GIL), reading as it goes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with open(path, "rb") as f, ThreadPoolExecutor(threads) as pool:
+        pending = []
+        while piece := f.read(8 * bl.MiB):
+            pending.append(pool.submit(secrets.candidate_ranges, piece, 0, len(piece)))
+            if len(pending) > 2 * threads:
+                pending.pop(0).result()
+        for fut in pending:
+            fut.result()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mib", type=int, default=256, help="size of each file (MiB)")
@@ -101,8 +118,13 @@ def main() -> None:
             return real_confirm(item, lines)
 
         secrets._confirm = counting_confirm  # type: ignore[assignment]  # count candidate lines (a benchmark)
+        from ledger.evidence import _scan_threads
+
+        threads = _scan_threads()
         contenders: dict[str, Callable[[str], None]] = {
-            "read": read_only, "read + BLAKE3": read_blake3, "Scanner().check_file": scan}
+            "read": read_only, "read + BLAKE3": read_blake3, "Scanner().check_file": scan,
+            "prefilter, 1 thread": lambda p: prefilter(p, 1),
+            f"prefilter, {threads} threads": lambda p: prefilter(p, threads)}
         rows = []
         for label, path in files.items():
             bl.warm([path])
@@ -130,15 +152,16 @@ def main() -> None:
         m = bl.machine()
         print(f"\nSecret scanning, {args.mib} MiB per file, median of {args.reps} interleaved runs, warm page cache; "
               f"{m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, {m['date']}\n")
-        print("| data | read | read + BLAKE3 | `Scanner().check_file` | scan time ÷ (read + BLAKE3) time "
-              "| candidate lines confirmed |")
-        print("|---|---|---|---|---|---|")
+        print(f"| data | read | read + BLAKE3 | `Scanner().check_file` | scan time ÷ (read + BLAKE3) time "
+              f"| candidate lines confirmed | prefilter, 1 thread | prefilter, {threads} threads |")
+        print("|---|---|---|---|---|---|---|---|")
         for label, nbytes, med, candidates in rows:
             def mbs(name: str, nbytes: int = nbytes, med: dict[str, float] = med) -> str:
                 return f"{nbytes / med[name] / 1e6:,.0f} MB/s"
 
             print(f"| {label} | {mbs('read')} | {mbs('read + BLAKE3')} | {mbs('Scanner().check_file')} | "
-                  f"{med['Scanner().check_file'] / med['read + BLAKE3']:.2f}× | {candidates:,} |")
+                  f"{med['Scanner().check_file'] / med['read + BLAKE3']:.2f}× | {candidates:,} | "
+                  f"{mbs('prefilter, 1 thread')} | {mbs(f'prefilter, {threads} threads')} |")
         busy = bl.BUSY_SAMPLES
         if busy:
             print(f"\nmachine busy before the timed steps: median {statistics.median(busy):.0%}, "
