@@ -57,13 +57,18 @@ class AddResult:
         return sum(e.size for e in self.added)
 
 
+_MAX_SCAN_THREADS = 8  # each holds up to two 8 MiB chunks in flight: at most ~150 MiB of buffers per large file
+
+
 def _scan_threads() -> int:
-    """Prefilter threads for one large file: one per CPU this process may run on, at least two. The scan, not
-    hashing or copying, bounds how fast a large file is added, and it scales with cores (tools/bench_secrets.py)."""
+    """Prefilter threads for one large file: one per CPU this process may run on, at least two, at most
+    _MAX_SCAN_THREADS. The scan, not hashing or copying, bounds how fast a large file is added, and it scales with
+    cores (tools/bench_secrets.py)."""
     try:
-        return max(2, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(2, os.cpu_count() or 2)
+        cpus = os.cpu_count() or 2
+    return min(_MAX_SCAN_THREADS, max(2, cpus))
 
 
 def _read_batch(store: Store, run: str, key: str, cache: dict[str, Batch] | None) -> Batch:
