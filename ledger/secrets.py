@@ -705,16 +705,17 @@ class Scanner:
                 view = memoryview(buf)[:n]
                 hasher.update(view)
                 total += n
-                first = -1 if too_long else buf.find(b"\n", 0, n)
+                if too_long:  # only hashing to the end now, for the caller's digest
+                    free.append(buf)
+                    continue
+                first = buf.find(b"\n", 0, n)
+                if len(carry) + (n if first < 0 else first) > LONG_LINE:  # newline not counted
+                    free.append(buf)
+                    too_long, carry = True, b""
+                    continue
                 if first < 0:
                     free.append(buf)
-                    if not too_long:
-                        carry += view
-                        too_long = len(carry) > LONG_LINE
-                    continue
-                if len(carry) + first > LONG_LINE:  # the line ending here (newline not counted) is too long
-                    free.append(buf)
-                    too_long = True
+                    carry += view
                     continue
                 last = buf.rfind(b"\n", 0, n)
                 head = carry + view[:first + 1]
